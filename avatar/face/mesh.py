@@ -1,0 +1,45 @@
+"""The MediaPipe canonical face mesh (468 vertices in landmark order, 898 triangles, UVs).
+
+Read from the geometry metadata inside the shipped `face_landmarker.task` bundle (Apache-2.0):
+that copy is in landmark order. The OBJ export shipped beside it (`canonical_face_model.obj`) has
+its vertices re-ordered by an exporter and does NOT match the landmark indices; it is kept only
+as the human-viewable reference.
+"""
+from __future__ import annotations
+
+import functools
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+ASSETS = Path(__file__).resolve().parent.parent / "assets"
+LANDMARKER_TASK = ASSETS / "face_landmarker.task"
+_GEOMETRY_ENTRY = "geometry_pipeline_metadata_landmarks.binarypb"
+
+# Lip contours in MediaPipe landmark indices (outer ring and inner ring, each in order around).
+LIPS_OUTER = (61, 185, 40, 39, 37, 0, 267, 269, 270, 409, 291, 375, 321, 405, 314, 17, 84, 181, 91, 146)
+LIPS_INNER = (78, 191, 80, 81, 82, 13, 312, 311, 310, 415, 308, 324, 318, 402, 317, 14, 87, 178, 88, 95)
+LIPS = tuple(sorted(set(LIPS_OUTER + LIPS_INNER)))
+
+
+@dataclass(frozen=True)
+class CanonicalMesh:
+    vertices: np.ndarray   # [468, 3] centimetres, y up, z towards the viewer
+    uvs: np.ndarray        # [468, 2] in [0, 1], v = 0 at the top of the texture
+    faces: np.ndarray      # [898, 3] int64
+
+
+@functools.lru_cache(maxsize=1)
+def canonical_mesh(task_path: str = str(LANDMARKER_TASK)) -> CanonicalMesh:
+    from mediapipe.modules.face_geometry.protos import geometry_pipeline_metadata_pb2 as pb
+
+    with zipfile.ZipFile(task_path) as bundle:
+        blob = bundle.read(_GEOMETRY_ENTRY)
+    meta = pb.GeometryPipelineMetadata()
+    meta.ParseFromString(blob)
+    buf = np.asarray(meta.canonical_mesh.vertex_buffer, np.float32).reshape(-1, 5)
+    faces = np.asarray(meta.canonical_mesh.index_buffer, np.int64).reshape(-1, 3)
+    # The metadata's v already grows downwards (forehead v ~ 0.1, chin v ~ 0.9).
+    return CanonicalMesh(vertices=buf[:, :3].copy(), uvs=buf[:, 3:5].copy(), faces=faces)

@@ -1,0 +1,67 @@
+"""Command line: `python cli.py COMMAND ...` or the `avatar` console script.
+
+Each command lives in a module of `pipelines/` that defines `add_arguments(parser)` and
+`run(args) -> int`. This file only dispatches and turns user mistakes (AvatarError) into one line.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+COMMANDS = {
+    "say": ("pipelines.say", "make a talking-head video from text or an audio file"),
+    "train-person": ("pipelines.train_person", "fit a person model (tracking, face model, renderer) on a video"),
+    "evaluate": ("pipelines.evaluate", "measure a person model on a clip of the same person (PSNR, SSIM, LMD)"),
+    "reenact": ("pipelines.reenact", "drive a person with the expressions of another video"),
+    "batch": ("pipelines.batch", "run many say-jobs from a JSONL file, resumable"),
+    "train-audio2expr": ("pipelines.train_audio2expr", "train the shared audio-to-expression network"),
+}
+
+
+def build_parser(available: dict[str, object]) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="avatar", description="Offline talking-head avatars: fit a person once, then make "
+        "them say anything. Every output video is marked as synthetic.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, module in available.items():
+        help_text = COMMANDS[name][1]
+        p = sub.add_parser(name, help=help_text, description=(module.__doc__ or help_text).strip(),
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        module.add_arguments(p)
+        p.set_defaults(_module=module)
+    return parser
+
+
+def _available_commands() -> dict[str, object]:
+    found = {}
+    for name, (module_name, _) in COMMANDS.items():
+        try:
+            found[name] = importlib.import_module(module_name)
+        except ModuleNotFoundError as e:
+            if e.name != module_name:
+                raise
+    return found
+
+
+def main(argv: list[str] | None = None) -> int:
+    from avatar.errors import AvatarError
+
+    parser = build_parser(_available_commands())
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args._module.run(args) or 0)
+    except AvatarError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: finished work is kept; run the same command again to resume",
+              file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
