@@ -29,6 +29,7 @@ class CanonicalMesh:
     vertices: np.ndarray   # [468, 3] centimetres, y up, z towards the viewer
     uvs: np.ndarray        # [468, 2] in [0, 1], v = 0 at the top of the texture
     faces: np.ndarray      # [898, 3] int64
+    rigid_weights: np.ndarray  # [468] MediaPipe's weights of the landmarks that barely move
 
 
 @functools.lru_cache(maxsize=1)
@@ -42,4 +43,8 @@ def canonical_mesh(task_path: str = str(LANDMARKER_TASK)) -> CanonicalMesh:
     buf = np.asarray(meta.canonical_mesh.vertex_buffer, np.float32).reshape(-1, 5)
     faces = np.asarray(meta.canonical_mesh.index_buffer, np.int64).reshape(-1, 3)
     # The metadata's v already grows downwards (forehead v ~ 0.1, chin v ~ 0.9).
-    return CanonicalMesh(vertices=buf[:, :3].copy(), uvs=buf[:, 3:5].copy(), faces=faces)
+    weights = np.zeros(len(buf), np.float32)
+    for item in meta.procrustes_landmark_basis:
+        weights[item.landmark_id] = item.weight
+    return CanonicalMesh(vertices=buf[:, :3].copy(), uvs=buf[:, 3:5].copy(), faces=faces,
+                         rigid_weights=weights)
