@@ -1,0 +1,411 @@
+"""Speech (or driving expressions) + a person -> a finished, marked mp4. Shared by say/reenact/batch.
+
+    person = load_person("demo")
+    speech = speech_from_text("Hello there")
+    expressions = predict_expressions(speech, fps)
+    result = make_video(person, speech, expressions, "out.mp4", SaySettings(), input_record)
+
+Frames flow in batches: target frames (ping-pong) -> meshes posed on those frames -> renderer
+(render + composite) -> watermark -> ffmpeg. Memory does not grow with the length of the speech.
+"""
+from __future__ import annotations
+
+import functools
+import math
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from avatar.errors import AvatarError
+from avatar.io.person import load_face_model, load_person_config, load_track, person_dir
+from avatar.io.provenance import folder_hashes, write_sidecar
+from avatar.types import (BLENDSHAPE_NAMES, MOUTH_BLENDSHAPES, Expressions, FaceTrack, HeadPoses,
+                          PersonFaceModel, Speech)
+from avatar.video.frames import TargetFrames, pingpong_indices
+from avatar.video.writer import VideoWriter, frames_for_audio
+
+BLINK_MODES = ("auto", "target", "synthetic", "none")
+HEAD_MOTIONS = ("target", "still")
+MAX_TEXT_CHARS = 5000           # about 5 minutes of speech per clip
+MAX_SPEECH_S = 30 * 60.0        # longest clip one call renders
+MAX_SIZE = 4096
+EYE_BLINKS = tuple(BLENDSHAPE_NAMES.index(n) for n in ("eyeBlinkLeft", "eyeBlinkRight"))
+
+
+@dataclass(frozen=True)
+class SaySettings:
+    """Everything that shapes the output video besides the speech and the person."""
+    fps: float | None = None               # default: the target video's
+    size: int | None = None                # longest side in pixels; default: the target's size
+    start_frame: int = 0
+    blink: str = "auto"                    # auto: target's blinks, synthetic when still
+    head_motion: str = "target"            # target: follow the target's head; still: one frame
+    expression_scale: float = 1.0          # mouth amplitude
+    seed: int = 0
+    watermark: bool = True
+    target_video: str | None = None
+    batch_size: int = 8
+
+    def checked(self) -> "SaySettings":
+        if self.fps is not None and not 1.0 <= float(self.fps) <= 120.0:
+            raise AvatarError(f"fps {self.fps} is out of range; use a value between 1 and 120")
+        if self.size is not None and not 16 <= int(self.size) <= MAX_SIZE:
+            raise AvatarError(f"size {self.size} is out of range; use 16 to {MAX_SIZE} pixels "
+                              "(longest side)")
+        if int(self.start_frame) < 0:
+            raise AvatarError(f"start frame {self.start_frame} is negative; use 0 or more")
+        if self.blink not in BLINK_MODES:
+            raise AvatarError(f"blink {self.blink!r} is unknown; use one of {', '.join(BLINK_MODES)}")
+        if self.head_motion not in HEAD_MOTIONS:
+            raise AvatarError(f"head motion {self.head_motion!r} is unknown; use one of "
+                              f"{', '.join(HEAD_MOTIONS)}")
+        if not (math.isfinite(self.expression_scale) and 0.0 <= self.expression_scale <= 3.0):
+            raise AvatarError(f"expression scale {self.expression_scale} is out of range; "
+                              "use 0 to 3 (1 = as predicted)")
+        if not 1 <= int(self.batch_size) <= 256:
+            raise AvatarError(f"batch size {self.batch_size} is out of range; use 1 to 256")
+        return self
+
+
+@dataclass(frozen=True)
+class Target:
+    """A video of the person the face is rendered into, with its track and head poses."""
+    path: Path
+    track: FaceTrack
+    poses: HeadPoses
+
+    def __len__(self) -> int:
+        return len(self.track)
+
+
+@dataclass(frozen=True)
+class Person:
+    name: str
+    folder: Path
+    config: dict
+    face_model: PersonFaceModel
+    target: Target
+    renderer: object = field(repr=False)
+    hashes: dict = field(default_factory=dict)
+
+
+# --- loading ---------------------------------------------------------------------------------
+
+def load_person(name_or_path: str, device: str = "auto") -> Person:
+    """Load a person folder once (face model, target track + poses, renderer) and check it."""
+    folder = person_dir(name_or_path)
+    config = load_person_config(folder)
+    hashes = {**folder_hashes(folder, "*.json"), **folder_hashes(folder, "*.safetensors"),
+              **folder_hashes(folder, "target.mp4")}
+    _check_hashes(folder, config, hashes)
+    face_model = load_face_model(folder / "face_model.safetensors")
+    track, poses = load_track(folder / "track.safetensors")
+    if poses is None:
+        raise AvatarError(f"person {folder.name}: track.safetensors has no head poses; "
+                          "re-run train-person")
+    video = folder / "target.mp4"
+    if not video.is_file():
+        raise AvatarError(f"person {folder.name} lacks target.mp4; re-run train-person")
+    renderer = load_renderer(folder, device)
+    return Person(folder.name, folder, config, face_model, Target(video, track, poses), renderer,
+                  hashes)
+
+
+def _check_hashes(folder: Path, config: dict, hashes: dict) -> None:
+    """Compare the files with the sha256 values person.json recorded (if it recorded any)."""
+    recorded = config.get("files") or config.get("hashes") or {}
+    if not isinstance(recorded, dict):
+        return
+    for name, expected in recorded.items():
+        if not isinstance(expected, str) or name not in hashes:
+            continue
+        if hashes[name] != expected.removeprefix("sha256:"):
+            raise AvatarError(f"person {folder.name}: {name} does not match the sha256 in "
+                              "person.json (changed or damaged); restore it or re-run train-person")
+
+
+def load_renderer(folder: Path, device: str):
+    from avatar.render.renderer import FaceRenderer
+    return FaceRenderer.load(folder, device=device)
+
+
+def load_target(person: Person, video: str | Path, progress: bool = True) -> Target:
+    """Track another clip of the same person and align it to the person's face model."""
+    from avatar.face.model import align_track
+    from avatar.face.tracker import track_video
+    from avatar.video.probe import check_input_file
+
+    path = check_input_file(video, "target video")
+    track = track_video(path, progress=progress)
+    if track.found.mean() < 0.5:
+        raise AvatarError(f"target video {path}: a face was found in only "
+                          f"{100 * track.found.mean():.0f} % of frames; give a clip that shows the "
+                          "person's face throughout")
+    return Target(path, track, align_track(track, person.face_model))
+
+
+def speech_from_text(text: str) -> Speech:
+    if not isinstance(text, str) or not text.strip():
+        raise AvatarError("the text to speak is empty; give at least one word")
+    if len(text) > MAX_TEXT_CHARS:
+        raise AvatarError(f"the text is {len(text)} characters long, at most {MAX_TEXT_CHARS} fit "
+                          "one clip (about 5 min); split it into several clips, e.g. batch jobs")
+    from avatar.audio import synthesize
+    return synthesize(text)
+
+
+def speech_from_audio(path: str | Path) -> Speech:
+    from avatar.audio import load_speech
+    from avatar.video.probe import check_input_file, ffmpeg_header
+
+    path = check_input_file(path, "audio")
+    duration = _header_duration(ffmpeg_header(path))
+    if duration > MAX_SPEECH_S:
+        raise AvatarError(f"audio {path} is {duration / 60:.1f} min long, at most "
+                          f"{MAX_SPEECH_S / 60:.0f} min fit one clip; cut it into parts")
+    return check_speech(load_speech(path), str(path))
+
+
+def check_speech(speech: Speech, name: str) -> Speech:
+    if speech.duration_s > MAX_SPEECH_S:
+        raise AvatarError(f"{name}: speech is {speech.duration_s / 60:.1f} min long, at most "
+                          f"{MAX_SPEECH_S / 60:.0f} min fit one clip; cut it into parts")
+    if not np.isfinite(speech.samples).all():
+        raise AvatarError(f"{name}: the audio holds NaN or inf samples; re-export it")
+    if np.abs(speech.samples).max(initial=0.0) < 1e-4:
+        tqdm.write(f"warning: {name} is silent; the avatar will keep its mouth closed")
+    return speech
+
+
+def _header_duration(header: str) -> float:
+    import re
+    m = re.search(r"Duration:\s*(\d+):(\d+):(\d+(?:\.\d+)?)", header)
+    return int(m.group(1)) * 3600 + int(m.group(2)) * 60 + float(m.group(3)) if m else 0.0
+
+
+@functools.lru_cache(maxsize=2)
+def audio2expr_model(device: str = "cpu"):
+    from avatar.expression import load_audio2expr
+    return load_audio2expr(device=device)
+
+
+def predict_expressions(speech: Speech, fps: float, device: str = "cpu") -> Expressions:
+    return audio2expr_model(_torch_device(device)).predict(speech, fps)
+
+
+def _torch_device(device: str) -> str:
+    if device != "auto":
+        return device
+    import torch
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+# --- frames and expressions ------------------------------------------------------------------
+
+def output_geometry(target: Target, settings: SaySettings) -> tuple[int, int, float]:
+    """(width, height, scale from track pixels to output pixels), sizes even."""
+    w, h = target.track.frame_size
+    if settings.size is None:
+        out_w, out_h = w - w % 2, h - h % 2
+    else:
+        s = int(settings.size) / max(w, h)
+        out_w, out_h = max(2, int(round(w * s / 2)) * 2), max(2, int(round(h * s / 2)) * 2)
+    return out_w, out_h, out_w / w
+
+
+def frame_indices(target: Target, settings: SaySettings, fps: float, n_frames: int) -> np.ndarray:
+    """Which target frame each output frame uses: ping-pong from start_frame, or one frame."""
+    n_target = len(target)
+    if settings.start_frame >= n_target:
+        raise AvatarError(f"start frame {settings.start_frame} is past the end of the target video "
+                          f"({n_target} frames); use 0 to {n_target - 1}")
+    if settings.head_motion == "still":
+        return np.full(n_frames, settings.start_frame, np.int64)
+    step = target.track.fps / fps
+    if abs(step - 1.0) < 1e-3:
+        return pingpong_indices(settings.start_frame, n_frames, n_target)
+    positions = np.floor(settings.start_frame + np.arange(n_frames) * step).astype(np.int64)
+    period = max(2 * (n_target - 1), 1)
+    k = positions % period
+    return np.where(k < n_target, k, period - k) if n_target > 1 else np.zeros(n_frames, np.int64)
+
+
+def shape_expressions(driving: Expressions, target: Target, indices: np.ndarray,
+                      settings: SaySettings, drive: str = "mouth") -> Expressions:
+    """Final blendshape weights per output frame.
+
+    drive="mouth": mouth/jaw channels come from `driving` (scaled by expression_scale), every other
+    channel (brows, eyes, cheeks) from the target frame underneath, so the face agrees with its
+    background. drive="all": every channel from `driving`. Blinks follow settings.blink; "auto"
+    means the target's blinks, synthetic ones when the head is still, the driver's with "all".
+    """
+    n = len(indices)
+    driving_w = _fit_length(driving.weights, n)
+    if drive == "all":
+        weights = driving_w.copy()
+    else:
+        weights = target.track.blendshapes[indices].astype(np.float32).copy()
+        mouth = list(MOUTH_BLENDSHAPES)
+        weights[:, mouth] = driving_w[:, mouth]
+    weights[:, list(MOUTH_BLENDSHAPES)] *= settings.expression_scale
+    blink = settings.blink
+    if blink == "auto":
+        blink = "driving" if drive == "all" else \
+            "synthetic" if settings.head_motion == "still" else "target"
+    blinks = list(EYE_BLINKS)
+    if blink == "synthetic":
+        weights[:, blinks] = synthetic_blinks(n, driving.fps, settings.seed)[:, None]
+    elif blink == "none":
+        weights[:, blinks] = 0.0
+    elif blink == "target":
+        weights[:, blinks] = target.track.blendshapes[indices][:, blinks]
+    return Expressions(np.clip(weights, 0.0, 1.0).astype(np.float32), driving.fps)
+
+
+def synthetic_blinks(n: int, fps: float, seed: int) -> np.ndarray:
+    """Natural-looking blink weights [n]: a blink every 2.5-6 s, each ~0.25 s, seeded."""
+    rng = np.random.default_rng(seed)
+    out = np.zeros(n, np.float32)
+    t = rng.uniform(0.8, 3.0)
+    duration = n / fps
+    while t < duration:
+        length = rng.uniform(0.2, 0.3)
+        times = np.arange(n) / fps
+        phase = (times - t) / length
+        inside = (phase >= 0) & (phase <= 1)
+        shape = np.sin(np.pi * np.clip(phase, 0, 1)) ** 2 * rng.uniform(0.8, 1.0)
+        out = np.maximum(out, np.where(inside, shape, 0.0).astype(np.float32))
+        t += length + rng.uniform(2.5, 6.0)
+    return out
+
+
+def _fit_length(weights: np.ndarray, n: int) -> np.ndarray:
+    """Trim or extend (repeat the last row) a [T, 52] array to n rows."""
+    weights = np.asarray(weights, np.float32)
+    if len(weights) == 0:
+        return np.zeros((n, weights.shape[1] if weights.ndim == 2 else 52), np.float32)
+    if len(weights) >= n:
+        return weights[:n]
+    return np.concatenate([weights, np.repeat(weights[-1:], n - len(weights), axis=0)])
+
+
+def resample_expressions(expressions: Expressions, fps: float, n: int) -> Expressions:
+    """Linear interpolation of an expression track to `n` frames at `fps`."""
+    if abs(expressions.fps - fps) < 1e-6 and len(expressions) >= n:
+        return Expressions(expressions.weights[:n], fps)
+    src_t = np.arange(len(expressions)) / expressions.fps
+    dst_t = np.arange(n) / fps
+    w = np.stack([np.interp(dst_t, src_t, expressions.weights[:, c])
+                  for c in range(expressions.weights.shape[1])], axis=1)
+    return Expressions(w.astype(np.float32), fps)
+
+
+# --- rendering -------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class VideoResult:
+    path: Path
+    sidecar: Path
+    n_frames: int
+    fps: float
+    width: int
+    height: int
+    seconds: dict                     # wall time per stage
+
+
+def make_video(person: Person, speech: Speech | None, expressions: Expressions, out: str | Path,
+               settings: SaySettings, input_record: dict, *, command: str = "say",
+               target: Target | None = None, drive: str = "mouth", n_frames: int | None = None,
+               progress: bool = True, extra_seconds: dict | None = None,
+               models: dict | None = None) -> VideoResult:
+    """Render `expressions` on the target's frames and write out.mp4 + out.json (side-car)."""
+    settings = settings.checked()
+    target = target or person.target
+    fps = float(settings.fps or target.track.fps)
+    if speech is not None:
+        n_frames = frames_for_audio(speech.duration_s, fps)
+    if not n_frames:
+        raise ValueError("n_frames is required without speech")
+    expressions = resample_expressions(expressions, fps, n_frames) \
+        if abs(expressions.fps - fps) > 1e-6 else expressions
+    width, height, scale = output_geometry(target, settings)
+    indices = frame_indices(target, settings, fps, n_frames)
+    weights = shape_expressions(expressions, target, indices, settings, drive)
+    seconds = dict(extra_seconds or {})
+    _seed(settings.seed)
+    metadata = {"synthetic": "true", "person": person.name,
+                "description": f"synthetic talking-head video of '{person.name}' "
+                               f"(avatar-toolkit {command})"}
+    t0 = time.perf_counter()
+    timing = {"render": 0.0, "frames": 0.0, "encode": 0.0}
+    with TargetFrames(target.path, (width, height), indices) as frames, \
+            VideoWriter(out, width, height, fps, audio=speech, metadata=metadata,
+                        watermark=settings.watermark, n_frames=n_frames) as writer:
+        bar = tqdm(total=n_frames, desc="render", unit="frame", disable=not progress)
+        for start in range(0, n_frames, settings.batch_size):
+            idx = indices[start:start + settings.batch_size]
+            t = time.perf_counter()
+            batch = frames.get(idx)
+            timing["frames"] += time.perf_counter() - t
+            t = time.perf_counter()
+            meshes, boxes = posed_meshes(person.face_model, target, weights.weights[start:start + len(idx)],
+                                         idx, scale, fps)
+            rendered = person.renderer.render(meshes, batch, boxes)
+            timing["render"] += time.perf_counter() - t
+            t = time.perf_counter()
+            writer.write(rendered)
+            timing["encode"] += time.perf_counter() - t
+            bar.update(len(idx))
+        bar.close()
+        t = time.perf_counter()
+    timing["encode"] += time.perf_counter() - t       # ffmpeg finishing after the last frame
+    seconds.update(timing)
+    seconds["video_total"] = time.perf_counter() - t0
+    result = VideoResult(Path(out), Path(out).with_suffix(".json"), n_frames, fps, width, height,
+                         {k: round(v, 3) for k, v in seconds.items()})
+    write_sidecar(out, command=command, input_record=input_record,
+                  person={"name": person.name, "files_sha256": person.hashes,
+                          "config_version": person.config.get("format_version")},
+                  models=models or model_hashes(),
+                  settings={**asdict(settings), "target_video": str(target.path.name)},
+                  output={"frames": n_frames, "fps": fps, "width": width, "height": height,
+                          "duration_s": round(n_frames / fps, 4), "watermark": settings.watermark,
+                          "audio": speech is not None})
+    return result
+
+
+def posed_meshes(model: PersonFaceModel, target: Target, weights: np.ndarray, idx: np.ndarray,
+                 scale: float, fps: float) -> tuple[np.ndarray, np.ndarray]:
+    """Meshes [B, V, 3] in output-frame pixels and crop boxes [B, 4] for target frames `idx`."""
+    canonical = model.meshes(model.coefficients(Expressions(weights, fps)))
+    p = target.poses
+    poses = HeadPoses(p.scale[idx] * scale, p.rotation[idx], p.translation[idx] * scale, fps)
+    meshes = poses.apply(canonical).astype(np.float32)
+    boxes = (target.track.crop_boxes[idx] * scale).astype(np.float32)
+    return meshes, boxes
+
+
+def model_hashes() -> dict:
+    from avatar.io.person import CHECKPOINTS
+    return {"audio2expr": folder_hashes(CHECKPOINTS / "audio2expr")}
+
+
+def _seed(seed: int) -> None:
+    np.random.seed(seed % (2 ** 32))
+    try:
+        import torch
+        torch.manual_seed(seed)
+    except ImportError:
+        pass
+
+
+def settings_from(options: dict) -> SaySettings:
+    """SaySettings from a dict of option names (unknown names are a user error)."""
+    known = {f for f in SaySettings.__dataclass_fields__}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise AvatarError(f"unknown option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    return replace(SaySettings(), **options).checked()

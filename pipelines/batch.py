@@ -1,0 +1,51 @@
+"""Run many say-jobs from a JSONL file with worker processes; safe to kill and re-run.
+
+    python cli.py batch jobs.jsonl --out clips/ --person demo --workers 2
+
+One job per line: {"id": "a1", "text": "Hello" | "audio": "a1.wav", "person": "demo", <options>}
+(options: fps, size, start_frame, blink, head_motion, expression_scale, seed, watermark,
+target_video, batch_size). All lines are checked first; every bad line is listed with its number
+and nothing runs until they are fixed. Outputs: <out>/<id>.mp4 + <id>.json; <out>/status.jsonl
+records each finished job. Running the same command again skips finished jobs and retries
+failed ones. Exit code 0 when every job is done, 1 when some failed.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("jobs", help="JSONL file, one job per line")
+    p.add_argument("--out", required=True, help="output folder (created if missing)")
+    p.add_argument("--person", help="person for jobs that name none")
+    p.add_argument("--workers", type=int, default=1,
+                   help="worker processes (default 1; each loads the models once)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or auto (default cpu)")
+    p.add_argument("--check", action="store_true", help="only validate the jobs file")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def run(args) -> int:
+    from avatar.batch import JobsFileError, parse_jobs, print_bad_lines, run_batch
+    from avatar.errors import AvatarError
+
+    if not 1 <= args.workers <= max(1, 4 * (os.cpu_count() or 1)):
+        raise AvatarError(f"--workers {args.workers} is out of range; use 1 to "
+                          f"{4 * (os.cpu_count() or 1)}")
+    try:
+        jobs = parse_jobs(args.jobs, default_person=args.person)
+    except JobsFileError as e:
+        print_bad_lines(e)
+        raise
+    if args.check:
+        print(f"{args.jobs}: {len(jobs)} valid jobs")
+        return 0
+    summary = run_batch(jobs, args.out, workers=args.workers, device=args.device,
+                        progress=not args.quiet)
+    print(f"{len(summary.done)} done, {len(summary.skipped)} already finished (skipped), "
+          f"{len(summary.recovered)} recovered after an interruption, {len(summary.failed)} failed"
+          f" -> {args.out}")
+    for job_id, error in summary.failed.items():
+        print(f"  failed {job_id}: {error}")
+    return 1 if summary.failed else 0
