@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from avatar.errors import AvatarError
-from avatar.video.probe import check_input_file, ffmpeg_exe
+from avatar.video.probe import check_input_file, ffmpeg_exe, has_audio_stream
 
 _TAG = re.compile(r"^\s{4,}(\w+)\s*:\s(.*)$", re.M)
 
@@ -33,8 +33,10 @@ def check_media(path: str | Path, sample_rate: int = 16000) -> MediaCheck:
     path = check_input_file(path, "media")
     video = _decode(path, ["-map", "0:v:0", "-vf", "scale=16:16", "-pix_fmt", "gray",
                            "-f", "rawvideo", "-"])
-    audio = _decode(path, ["-map", "0:a:0?", "-ac", "1", "-ar", str(sample_rate),
-                           "-f", "s16le", "-"])
+    audio = (0, "")
+    if has_audio_stream(path):
+        audio = _decode(path, ["-map", "0:a:0", "-ac", "1", "-ar", str(sample_rate),
+                               "-f", "s16le", "-"])
     errors = "\n".join(e for e in (video[1], audio[1]) if e)
     return MediaCheck(video[0] // 256, audio[0] // 2, sample_rate, errors)
 
