@@ -1,0 +1,134 @@
+"""Geometry between full frames and the renderer's crop band, and the masks the renderer uses.
+
+The face crop is the track's square box resampled to S x S; the renderer works on its lower band
+(rows top..S). `crop_band` cuts that band out of a frame, `paste_band` blends a rendered band back
+with a feathered alpha. `band_masks` builds, from the rasterized mesh, the lower-face hole that is
+blanked in the renderer's input and the feathered alpha used to composite.
+"""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from avatar.face.mesh import LIPS_OUTER
+
+NOSE_TIP = 1
+
+
+def to_crop_pixels(meshes_frame: np.ndarray, boxes: np.ndarray, size: int) -> np.ndarray:
+    """[T, V, 3] frame pixels -> crop pixels of the square boxes [T, 4] resampled to size x size.
+
+    z is scaled like x, y and its sign is fixed so that smaller z is nearer the camera (checked
+    on the nose tip, the vertex nearest the camera).
+    """
+    boxes = np.asarray(boxes, np.float32)
+    scale = size / (boxes[:, 2] - boxes[:, 0])
+    out = np.asarray(meshes_frame, np.float32).copy()
+    out[..., 0] -= boxes[:, None, 0]
+    out[..., 1] -= boxes[:, None, 1]
+    out *= scale[:, None, None]
+    z = out[..., 2]
+    if np.median(z[:, NOSE_TIP] - z.mean(1)) > 0:
+        out[..., 2] = -z
+    return out
+
+
+def band_matrix(box, size: int, top: int) -> np.ndarray:
+    """2x3 affine matrix from frame pixels to band pixels."""
+    x0, y0, x1, _ = [float(v) for v in box]
+    s = size / (x1 - x0)
+    return np.array([[s, 0, -x0 * s], [0, s, -y0 * s - top]], np.float32)
+
+
+def crop_band(frame: np.ndarray, box, size: int, top: int) -> np.ndarray:
+    """Rows top..size of the size x size crop of `box` (edges replicated outside the frame)."""
+    m = band_matrix(box, size, top)
+    flags = cv2.INTER_AREA if m[0, 0] < 1 else cv2.INTER_LINEAR
+    return cv2.warpAffine(frame, m, (size, size - top), flags=flags, borderMode=cv2.BORDER_REPLICATE)
+
+
+def paste_band(frame: np.ndarray, band: np.ndarray, alpha: np.ndarray, box, size: int,
+               top: int) -> np.ndarray:
+    """Blend band [h, size, 3] float 0..255 into a copy of frame with alpha [h, size] in [0, 1]."""
+    x0, y0, x1, _ = [float(v) for v in box]
+    s = (x1 - x0) / size
+    fh, fw = frame.shape[:2]
+    rx0, ry0 = max(int(np.floor(x0)), 0), max(int(np.floor(y0 + top * s)), 0)
+    rx1, ry1 = min(int(np.ceil(x1)) + 1, fw), min(int(np.ceil(y0 + size * s)) + 1, fh)
+    out = frame.copy()
+    if rx1 <= rx0 or ry1 <= ry0:
+        return out
+    m = np.array([[s, 0, x0 - rx0], [0, s, y0 + top * s - ry0]], np.float32)  # band -> ROI
+    size_roi = (rx1 - rx0, ry1 - ry0)
+    rgba = np.concatenate([band * alpha[..., None], alpha[..., None]], 2).astype(np.float32)
+    warped = cv2.warpAffine(rgba, m, size_roi, flags=cv2.INTER_LINEAR,
+                            borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    a = warped[..., 3:4]
+    roi = out[ry0:ry1, rx0:rx1].astype(np.float32)
+    out[ry0:ry1, rx0:rx1] = np.clip(roi * (1 - a) + warped[..., :3], 0, 255).round().astype(np.uint8)
+    return out
+
+
+def _dilate(mask: torch.Tensor, r: int) -> torch.Tensor:
+    if r <= 0:
+        return mask
+    k = 2 * r + 1
+    mask = F.max_pool2d(mask, (k, 1), 1, (r, 0))
+    return F.max_pool2d(mask, (1, k), 1, (0, r))
+
+
+def _extend_down(mask: torch.Tensor, n: int) -> torch.Tensor:
+    if n <= 0:
+        return mask
+    return F.max_pool2d(F.pad(mask, (0, 0, n, 0)), (n + 1, 1), 1)
+
+
+def box_mean(x: torch.Tensor, r: int, mode: str = "replicate") -> torch.Tensor:
+    """Mean over a (2r+1)^2 window (edges padded with `mode`), via running sums: fast on CPU."""
+    if r <= 0:
+        return x
+    k = 2 * r + 1
+    for dim in (-1, -2):
+        pad = (r + 1, r, 0, 0) if dim == -1 else (0, 0, r + 1, r)
+        c = F.pad(x, pad, mode=mode).cumsum(dim)
+        n = c.shape[dim]
+        x = (c.narrow(dim, k, n - k) - c.narrow(dim, 0, n - k)) / k
+    return x
+
+
+def _blur(mask: torch.Tensor, r: int) -> torch.Tensor:
+    return box_mean(mask, r)
+
+
+def band_masks(raster_mask: torch.Tensor, vertices_band: torch.Tensor, size: int):
+    """Lower-face masks on the band: (hole [B,1,h,w] 0/1, alpha [B,1,h,w] feathered, mouth [B,1,h,w]).
+
+    The face region is the rasterized mesh below the nose tip, grown by size/32 and extended
+    size/16 downwards (room for the jaw to move); alpha is that region blurred by size/32, and the
+    hole (blanked in the input) covers alpha's whole support. `mouth` marks the lips' box (loss
+    weight).
+    """
+    b, h, w = raster_mask.shape
+    r = max(1, size // 32)
+    rows = torch.arange(h, device=raster_mask.device, dtype=torch.float32)[None, :, None]
+    nose_y = vertices_band[:, NOSE_TIP, 1][:, None, None]
+    region = (raster_mask & (rows >= nose_y)).float()[:, None]
+    region = _extend_down(_dilate(region, r), max(1, size // 16))
+    region[:, :, :2 * r] = 0     # keep the band's top edge untouched
+    alpha = _blur(region, r)
+    hole = (_dilate(region, r + 1) > 0).float()
+    return hole, alpha, mouth_mask(vertices_band, h, w)
+
+
+def mouth_mask(vertices_band: torch.Tensor, h: int, w: int, grow: float = 0.25) -> torch.Tensor:
+    lips = vertices_band[:, list(LIPS_OUTER), :2]
+    lo, hi = lips.amin(1), lips.amax(1)
+    pad = (hi - lo) * grow
+    lo, hi = lo - pad, hi + pad
+    xs = torch.arange(w, device=lips.device, dtype=lips.dtype) + 0.5
+    ys = torch.arange(h, device=lips.device, dtype=lips.dtype) + 0.5
+    inx = (xs[None] >= lo[:, 0:1]) & (xs[None] <= hi[:, 0:1])
+    iny = (ys[None] >= lo[:, 1:2]) & (ys[None] <= hi[:, 1:2])
+    return (iny[:, :, None] & inx[:, None, :]).float()[:, None]

@@ -1,0 +1,141 @@
+"""Neural texture (Laplacian pyramid, 16 channels) and the deferred-rendering U-Net.
+
+The U-Net re-renders only the lower band of the face crop (rows from 3/8 of the crop down), as
+Neural Voice Puppetry does; it sees the sampled texture features, the rasterizer mask and the
+target frame's band with the lower face blanked out, and outputs RGB for the band. For CPU speed it
+works at half resolution inside (pixel-unshuffle in, pixel-shuffle out) with additive skips.
+No file I/O here.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+BAND_TOP = 3 / 8          # the rendered band starts at this fraction of the crop height
+
+
+@dataclass(frozen=True)
+class RendererConfig:
+    crop_size: int = 256
+    texture_size: int = 256
+    texture_channels: int = 16
+    texture_levels: int = 4
+    channels: tuple[int, ...] = (32, 48, 64, 96)
+    uv_only: bool = False          # ablation: the U-Net sees raw UVs instead of texture features
+    mouth_patch: bool = True       # close the lip hole with its own texture region
+
+    @property
+    def band_top(self) -> int:
+        return int(round(self.crop_size * BAND_TOP))
+
+    @property
+    def band_height(self) -> int:
+        return self.crop_size - self.band_top
+
+    @property
+    def feature_channels(self) -> int:
+        return 2 if self.uv_only else self.texture_channels
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["channels"] = list(self.channels)
+        return d
+
+    @staticmethod
+    def from_dict(d: dict) -> "RendererConfig":
+        d = dict(d)
+        d["channels"] = tuple(int(c) for c in d.get("channels", (32, 48, 64, 96)))
+        return RendererConfig(**{k: v for k, v in d.items() if k in RendererConfig.__dataclass_fields__})
+
+
+class NeuralTexture(nn.Module):
+    """Learned feature texture as a Laplacian pyramid: the texture is the sum of all levels,
+    each upsampled to full size, so coarse levels learn smooth colour and fine levels detail."""
+
+    def __init__(self, size: int, channels: int, levels: int):
+        super().__init__()
+        self.size = size
+        self.levels = nn.ParameterList(
+            nn.Parameter(torch.zeros(1, channels, size >> i, size >> i)) for i in range(levels))
+
+    def full(self) -> torch.Tensor:
+        """[1, C, size, size]: the collapsed pyramid."""
+        out = self.levels[0]
+        for level in self.levels[1:]:
+            out = out + F.interpolate(level, size=(self.size, self.size), mode="bilinear",
+                                      align_corners=False)
+        return out
+
+    def forward(self, uv: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """uv [B, H, W, 2] in [0, 1] -> features [B, C, H, W] (zero where mask is False)."""
+        tex = self.full()
+        b, h, w, _ = uv.shape
+        if mask is None:
+            grid = (uv * 2 - 1).to(tex.dtype)
+            return F.grid_sample(tex.expand(b, -1, -1, -1), grid, mode="bilinear",
+                                 padding_mode="border", align_corners=False)
+        flat = mask.reshape(-1)
+        grid = (uv.reshape(1, 1, -1, 2)[:, :, flat] * 2 - 1).to(tex.dtype)
+        picked = F.grid_sample(tex, grid, mode="bilinear", padding_mode="border",
+                               align_corners=False)[0, :, 0]               # [C, N]
+        out = tex.new_zeros(tex.shape[1], b * h * w)
+        out = out.index_copy(1, torch.nonzero(flat).squeeze(1), picked)
+        return out.view(tex.shape[1], b, h, w).transpose(0, 1)
+
+
+def _conv(cin: int, cout: int, k: int = 3, stride: int = 1) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, k, stride, k // 2), nn.LeakyReLU(0.2, inplace=True))
+
+
+class UNet(nn.Module):
+    """Half-resolution U-Net with pixel-unshuffle in and pixel-shuffle out."""
+
+    def __init__(self, in_channels: int, channels: tuple[int, ...], out_channels: int = 3):
+        super().__init__()
+        c = channels
+        self.stem = nn.Sequential(_conv(in_channels * 4, c[0], 1), _conv(c[0], c[0]))
+        self.down = nn.ModuleList(
+            nn.Sequential(_conv(c[i], c[i + 1], 3, 2), _conv(c[i + 1], c[i + 1]))
+            for i in range(len(c) - 1))
+        self.proj = nn.ModuleList(_conv(c[i + 1], c[i], 1) for i in range(len(c) - 1))
+        self.up = nn.ModuleList(_conv(c[i], c[i]) for i in range(len(c) - 1))
+        self.head = nn.Conv2d(c[0], out_channels * 4, 3, 1, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(F.pixel_unshuffle(x, 2))
+        skips = []
+        for down in self.down:
+            skips.append(x)
+            x = down(x)
+        for i in reversed(range(len(self.down))):
+            x = F.interpolate(self.proj[i](x), size=skips[i].shape[-2:], mode="nearest")
+            x = self.up[i](x + skips[i])
+        return F.pixel_shuffle(self.head(x), 2)
+
+
+class DeferredRenderer(nn.Module):
+    """texture features + raster mask + masked target band -> RGB band in [-1, 1]-ish."""
+
+    def __init__(self, config: RendererConfig):
+        super().__init__()
+        self.config = config
+        self.texture = None if config.uv_only else NeuralTexture(
+            config.texture_size, config.texture_channels, config.texture_levels)
+        self.unet = UNet(config.feature_channels + 1 + 3 + 1, config.channels)
+
+    def features(self, uv: torch.Tensor, raster_mask: torch.Tensor) -> torch.Tensor:
+        m = raster_mask[:, None].to(uv.dtype)
+        if self.texture is None:
+            return uv.permute(0, 3, 1, 2) * m
+        return self.texture(uv, raster_mask)
+
+    def forward(self, uv: torch.Tensor, raster_mask: torch.Tensor, masked_rgb: torch.Tensor,
+                hole: torch.Tensor) -> torch.Tensor:
+        """uv [B,H,W,2], raster_mask [B,H,W] bool, masked_rgb [B,3,H,W] in [-1,1] (0 in the hole),
+        hole [B,1,H,W] -> RGB [B,3,H,W]."""
+        feats = self.features(uv, raster_mask)
+        x = torch.cat([feats, raster_mask[:, None].to(feats.dtype), masked_rgb, hole], 1)
+        return self.unet(x)

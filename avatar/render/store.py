@@ -1,0 +1,143 @@
+"""The one place that saves and loads renderer weights and training checkpoints (safetensors).
+
+Every file carries its config (JSON in the metadata) and a SHA-256 over its tensors, so a file with
+the wrong shapes, from another config, or with changed bytes is refused with one clear line.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import torch
+
+from avatar.errors import AvatarError
+from avatar.io.files import atomic_output
+from avatar.render.model import DeferredRenderer, RendererConfig
+
+WEIGHTS_FORMAT = "avatar-renderer-1"
+CHECKPOINT_FORMAT = "avatar-renderer-checkpoint-1"
+
+
+def tensors_digest(tensors: dict[str, torch.Tensor]) -> str:
+    h = hashlib.sha256()
+    for name in sorted(tensors):
+        t = tensors[name].detach().contiguous().cpu()
+        h.update(name.encode())
+        h.update(str(t.dtype).encode())
+        h.update(str(tuple(t.shape)).encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+def _save(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
+    from safetensors.torch import save_file
+    tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+    metadata = {**metadata, "sha256": tensors_digest(tensors)}
+    with atomic_output(path) as tmp:
+        save_file(tensors, str(tmp), metadata=metadata)
+
+
+def _load(path: Path, what: str, fmt: str) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+    if not path.is_file():
+        raise AvatarError(f"{what} {path} does not exist; train the renderer first (train-person)")
+    try:
+        tensors = load_file(str(path))
+        with safe_open(str(path), "pt") as f:
+            meta = f.metadata() or {}
+    except Exception as e:
+        raise AvatarError(f"{what} {path} is damaged or not a safetensors file ({e}); "
+                          "delete it and train again") from None
+    if meta.get("format") != fmt:
+        raise AvatarError(f"{what} {path} has format {meta.get('format')!r}, expected {fmt!r}; "
+                          "it is from another version: train again")
+    if meta.get("sha256") != tensors_digest(tensors):
+        raise AvatarError(f"{what} {path} fails its checksum (the file was changed or damaged); "
+                          "delete it and train again")
+    return tensors, meta
+
+
+def _config_from(meta: dict, path: Path, what: str) -> RendererConfig:
+    try:
+        return RendererConfig.from_dict(json.loads(meta["config"]))
+    except (KeyError, ValueError, TypeError) as e:
+        raise AvatarError(f"{what} {path} has no readable renderer config ({e}); train again") from None
+
+
+def load_state(model: torch.nn.Module, tensors: dict[str, torch.Tensor], path: Path, what: str) -> None:
+    """Copy tensors into model, refusing missing/extra names and shape mismatches."""
+    own = model.state_dict()
+    missing, extra = sorted(set(own) - set(tensors)), sorted(set(tensors) - set(own))
+    if missing or extra:
+        raise AvatarError(f"{what} {path} does not fit this renderer (missing {missing[:3]}, "
+                          f"unexpected {extra[:3]}); it is from another config: train again")
+    for name, value in own.items():
+        if tuple(tensors[name].shape) != tuple(value.shape):
+            raise AvatarError(f"{what} {path}: tensor '{name}' has shape {tuple(tensors[name].shape)}, "
+                              f"expected {tuple(value.shape)}; train again")
+        if tensors[name].is_floating_point() and not torch.isfinite(tensors[name]).all():
+            raise AvatarError(f"{what} {path}: tensor '{name}' holds NaN or inf; train again")
+    model.load_state_dict({k: v.to(own[k].dtype) for k, v in tensors.items()})
+
+
+# --- final weights ---------------------------------------------------------------------------
+
+def save_weights(path: Path, model: DeferredRenderer, extra: dict | None = None,
+                 half: bool = True) -> None:
+    """Inference weights (fp16 by default) + config."""
+    state = {k: (v.half() if half and v.is_floating_point() else v) for k, v in model.state_dict().items()}
+    meta = {"format": WEIGHTS_FORMAT, "config": json.dumps(model.config.to_dict()),
+            "extra": json.dumps(extra or {})}
+    _save(path, state, meta)
+
+
+def load_weights(path: Path, device: str | torch.device = "cpu") -> DeferredRenderer:
+    tensors, meta = _load(Path(path), "renderer weights", WEIGHTS_FORMAT)
+    model = DeferredRenderer(_config_from(meta, path, "renderer weights"))
+    load_state(model, tensors, Path(path), "renderer weights")
+    return model.to(device).eval()
+
+
+# --- training checkpoints --------------------------------------------------------------------
+
+def save_checkpoint(path: Path, model: DeferredRenderer, optimizer: torch.optim.Optimizer,
+                    state: dict) -> None:
+    """Weights + AdamW moments + `state` (step, elapsed time, loss history: JSON)."""
+    tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
+    for i, s in optimizer.state_dict()["state"].items():
+        for name, value in s.items():
+            tensors[f"optim.{i}.{name}"] = torch.as_tensor(value)
+    meta = {"format": CHECKPOINT_FORMAT, "config": json.dumps(model.config.to_dict()),
+            "state": json.dumps(state)}
+    _save(path, tensors, meta)
+
+
+def load_checkpoint(path: Path, model: DeferredRenderer, optimizer: torch.optim.Optimizer) -> dict:
+    """Restore model and optimizer in place from `path`; return the saved state dict."""
+    path = Path(path)
+    tensors, meta = _load(path, "checkpoint", CHECKPOINT_FORMAT)
+    config = _config_from(meta, path, "checkpoint")
+    if config != model.config:
+        raise AvatarError(f"checkpoint {path} was made with another renderer config ({config}); "
+                          "use another run folder or the same settings")
+    load_state(model, {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}, path,
+               "checkpoint")
+    opt_state = {}
+    for name, value in tensors.items():
+        if name.startswith("optim."):
+            _, i, key = name.split(".", 2)
+            opt_state.setdefault(int(i), {})[key] = value
+    groups = optimizer.state_dict()["param_groups"]
+    n_params = sum(len(g["params"]) for g in groups)
+    if any(i >= n_params for i in opt_state):
+        raise AvatarError(f"checkpoint {path}: optimizer state does not fit this model; train again")
+    try:
+        optimizer.load_state_dict({"state": opt_state, "param_groups": groups})
+    except (ValueError, RuntimeError) as e:
+        raise AvatarError(f"checkpoint {path}: optimizer state does not fit ({e}); train again") from None
+    try:
+        return json.loads(meta.get("state", "{}"))
+    except ValueError:
+        raise AvatarError(f"checkpoint {path}: its training state is not valid JSON; train again") from None

@@ -1,0 +1,298 @@
+"""Train the neural texture + U-Net of one person (resumable, time-budgeted, CPU or CUDA).
+
+A run folder (default runs/render-<person>-<variant>-<size>/) holds config.json,
+checkpoint.safetensors (weights + AdamW state + step + loss history, every N steps), curve.png and
+samples_<step>.png (held-out frames: real | rendered | difference x4). Rerunning the same command
+continues from the last checkpoint; the `minutes` budget counts the run's total training time.
+"""
+from __future__ import annotations
+
+import math
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from avatar.errors import AvatarError
+from avatar.io.files import atomic_output, read_json, write_json
+from avatar.io.person import REPO_ROOT
+from avatar.render.compose import box_mean
+from avatar.render.data import RenderSamples, person_samples
+from avatar.render.model import DeferredRenderer, RendererConfig
+from avatar.render.renderer import pick_device, render_band
+from avatar.render.store import load_checkpoint, save_checkpoint, save_weights
+
+MOUTH_WEIGHT = 4.0       # extra L1 weight inside the lips box
+SSIM_WEIGHT = 0.5
+TEXTURE_LR, NET_LR = 5e-3, 1e-3
+
+
+def ssim(a: torch.Tensor, b: torch.Tensor, r: int = 3) -> torch.Tensor:
+    """Mean SSIM of images [B, C, H, W] in [0, 1] with a (2r+1)^2 box window."""
+    pool = lambda x: box_mean(x, r, "reflect")  # noqa: E731
+    mu_a, mu_b = pool(a), pool(b)
+    var_a = pool(a * a) - mu_a ** 2
+    var_b = pool(b * b) - mu_b ** 2
+    cov = pool(a * b) - mu_a * mu_b
+    c1, c2 = 0.01 ** 2, 0.03 ** 2
+    s = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a ** 2 + mu_b ** 2 + c1) * (var_a + var_b + c2))
+    return s.mean()
+
+
+def loss_terms(res, target: torch.Tensor) -> tuple[torch.Tensor, dict]:
+    weight = 1 + MOUTH_WEIGHT * res.mouth
+    l1 = (weight * (res.output - target).abs()).mean() / weight.mean()
+    structural = 1 - ssim(res.output, target)
+    total = l1 + SSIM_WEIGHT * structural
+    return total, {"l1": l1.item(), "ssim_loss": structural.item()}
+
+
+def default_run_dir(person_dir: Path, config: RendererConfig) -> Path:
+    variant = "uvonly" if config.uv_only else ("nomouth" if not config.mouth_patch else "texture")
+    return REPO_ROOT / "runs" / f"render-{Path(person_dir).resolve().name}-{variant}-{config.crop_size}"
+
+
+def make_optimizer(model: DeferredRenderer) -> torch.optim.AdamW:
+    groups = [{"params": list(model.unet.parameters()), "lr": NET_LR, "weight_decay": 1e-4}]
+    if model.texture is not None:
+        groups.append({"params": list(model.texture.parameters()), "lr": TEXTURE_LR, "weight_decay": 0.0})
+    return torch.optim.AdamW(groups, betas=(0.9, 0.99))
+
+
+def lr_scale(progress: float) -> float:
+    """Constant, then a cosine decay to 5 % over the last 40 % of the budget."""
+    if progress < 0.6:
+        return 1.0
+    t = min(1.0, (progress - 0.6) / 0.4)
+    return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * t))
+
+
+def batch_tensors(samples: RenderSamples, idx: np.ndarray, device, top: int, shift_px: int = 0,
+                  rng: np.random.Generator | None = None):
+    """Vertices [B,468,3] and real bands [B,3,h,S] in [0,1]; optional random shift (augmentation)."""
+    verts = samples.vertices[idx].copy()
+    crops = samples.crops[idx]
+    if shift_px and rng is not None:
+        out, s = np.empty_like(crops), shift_px
+        for i in range(len(idx)):
+            dx, dy = rng.integers(-s, s + 1, 2)
+            padded = np.pad(crops[i], ((s, s), (s, s), (0, 0)), mode="edge")
+            out[i] = padded[s - dy:s - dy + crops.shape[1], s - dx:s - dx + crops.shape[2]]
+            verts[i, :, 0] += dx
+            verts[i, :, 1] += dy
+        crops = out
+    band = torch.from_numpy(np.ascontiguousarray(crops[:, top:])).to(device)
+    band = band.permute(0, 3, 1, 2).float() / 255
+    return torch.from_numpy(verts).to(device), band
+
+
+def train_renderer(person_dir: Path, *, minutes: float, device: str = "auto", resume: bool = True,
+                   run_dir: Path | None = None, crop_size: int = 256, steps: int | None = None,
+                   ablation_uv_only: bool = False, mouth_patch: bool = True,
+                   batch_size: int | None = None, checkpoint_every: int = 100,
+                   threads: int | None = None, write_person: bool | None = None,
+                   samples: RenderSamples | None = None, progress: bool = True) -> dict:
+    """Train (or continue) the renderer of a person; return held-out metrics.
+
+    The last 15 % of the target video's frames (or person.json's holdout_start) are never trained
+    on. Writes <person>/renderer.safetensors (fp16) and person.json "renderer"/"metrics" unless
+    this is an ablation run (write_person defaults to True only for the full model).
+    """
+    person_dir = Path(person_dir)
+    if crop_size % 128:
+        raise AvatarError(f"crop size {crop_size} must be a multiple of 128 (e.g. 256 or 512)")
+    if minutes <= 0 and not steps:
+        raise AvatarError("give a positive --minutes budget or a step count")
+    dev = pick_device(device)
+    if threads and dev.type == "cpu":
+        torch.set_num_threads(threads)
+    config = RendererConfig(crop_size=crop_size, uv_only=ablation_uv_only, mouth_patch=mouth_patch)
+    run_dir = Path(run_dir) if run_dir else default_run_dir(person_dir, config)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if samples is None:
+        samples = person_samples(person_dir, crop_size, config.band_top, progress)
+    if samples.crop_size != crop_size:
+        raise ValueError("samples were prepared for another crop size")
+    torch.manual_seed(0)
+    model = DeferredRenderer(config).to(dev)
+    optimizer = make_optimizer(model)
+    state = {"step": 0, "elapsed_s": 0.0, "history": []}
+    ckpt = run_dir / "checkpoint.safetensors"
+    if resume and ckpt.is_file():
+        state = load_checkpoint(ckpt, model, optimizer)
+        print(f"resuming {run_dir.name} at step {state['step']}", file=sys.stderr)
+    batch_size = batch_size or (16 if dev.type == "cuda" else 4)
+    run_config = {"person": str(person_dir), "renderer": config.to_dict(), "minutes": minutes,
+                  "steps": steps, "batch_size": batch_size, "device": str(dev),
+                  "holdout_start": samples.holdout_start, "n_frames": len(samples),
+                  "mouth_weight": MOUTH_WEIGHT, "ssim_weight": SSIM_WEIGHT,
+                  "lr": {"texture": TEXTURE_LR, "net": NET_LR}, "checkpoint_every": checkpoint_every}
+    write_json(run_dir / "config.json", run_config)
+    state = _loop(model, optimizer, samples, state, run_dir, dev, minutes, steps, batch_size,
+                  checkpoint_every, progress)
+    metrics = evaluate_holdout(model, samples, dev)
+    metrics.update(step=state["step"], train_minutes=round(state["elapsed_s"] / 60, 2),
+                   device=str(dev), variant=default_run_dir(person_dir, config).name.split("-")[-2])
+    write_json(run_dir / "metrics.json", metrics)
+    if write_person if write_person is not None else (not ablation_uv_only and mouth_patch):
+        _write_person(person_dir, model, run_config, metrics)
+    return metrics
+
+
+def _loop(model, optimizer, samples, state, run_dir, dev, minutes, steps, batch_size,
+          checkpoint_every, progress) -> dict:
+    top = model.config.band_top
+    train_idx = np.arange(samples.holdout_start)
+    budget_s = minutes * 60 if minutes > 0 else float("inf")
+    use_amp = dev.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    bar = tqdm(initial=state["step"], total=steps, desc="training renderer", unit="step",
+               disable=not progress, file=sys.stderr)
+    window: list[float] = []
+    model.train()
+    start, elapsed0 = time.time(), state["elapsed_s"]
+    while True:
+        elapsed = elapsed0 + time.time() - start
+        if (steps and state["step"] >= steps) or elapsed >= budget_s:
+            break
+        progress_frac = state["step"] / steps if steps else elapsed / budget_s
+        for group, base in zip(optimizer.param_groups, _base_lrs(model)):
+            group["lr"] = base * lr_scale(progress_frac)
+        rng = np.random.default_rng([7, state["step"]])     # batch depends only on the step
+        idx = rng.choice(train_idx, size=batch_size, replace=len(train_idx) < batch_size)
+        verts, band = batch_tensors(samples, idx, dev, top, shift_px=model.config.crop_size // 64, rng=rng)
+        with torch.autocast("cuda", dtype=torch.float16, enabled=use_amp):
+            res = render_band(model, verts, band)
+            loss, _ = loss_terms(res, band)
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        state["step"] += 1
+        window.append(loss.item())
+        bar.update(1)
+        bar.set_postfix(loss=f"{np.mean(window[-20:]):.4f}")
+        if state["step"] % 10 == 0:
+            state["history"].append([state["step"], float(np.mean(window))])
+            window = []
+        if state["step"] % checkpoint_every == 0:
+            state["elapsed_s"] = elapsed0 + time.time() - start
+            _checkpoint(model, optimizer, samples, state, run_dir, dev)
+    bar.close()
+    state["elapsed_s"] = elapsed0 + time.time() - start
+    if window:
+        state["history"].append([state["step"], float(np.mean(window))])
+    _checkpoint(model, optimizer, samples, state, run_dir, dev)
+    return state
+
+
+def _base_lrs(model) -> list[float]:
+    return [NET_LR] + ([TEXTURE_LR] if model.texture is not None else [])
+
+
+def _checkpoint(model, optimizer, samples, state, run_dir: Path, dev) -> None:
+    save_checkpoint(run_dir / "checkpoint.safetensors", model, optimizer, state)
+    write_curve(run_dir / "curve.png", state["history"])
+    write_samples(run_dir / "samples.png", model, samples, dev)
+    model.train()
+
+
+def write_curve(path: Path, history: list) -> None:
+    if not history:
+        return
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    h = np.asarray(history, np.float64)
+    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
+    ax.plot(h[:, 0], h[:, 1])
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss (L1 + 0.5 (1 - SSIM))")
+    ax.set_yscale("log")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    with atomic_output(path) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+
+
+def write_samples(path: Path, model, samples: RenderSamples, dev, count: int = 4) -> None:
+    """Grid of held-out frames: real | rendered | |difference| x 4."""
+    import cv2
+    held = np.arange(samples.holdout_start, len(samples))
+    if len(held) == 0:
+        held = np.arange(len(samples))
+    idx = held[np.linspace(0, len(held) - 1, min(count, len(held))).astype(int)]
+    rendered = render_crops(model, samples, idx, dev)
+    real = samples.crops[idx]
+    diff = np.clip(np.abs(rendered.astype(np.int16) - real) * 4, 0, 255).astype(np.uint8)
+    grid = np.concatenate([np.concatenate([r, o, d], 1) for r, o, d in zip(real, rendered, diff)], 0)
+    ok, data = cv2.imencode(".png", cv2.cvtColor(grid, cv2.COLOR_RGB2BGR))
+    with atomic_output(path) as tmp:
+        tmp.write_bytes(data.tobytes())
+
+
+def render_crops(model, samples: RenderSamples, idx: np.ndarray, dev, batch: int = 8) -> np.ndarray:
+    """Full face crops uint8 [N, S, S, 3]: real upper part + composited rendered band."""
+    model.eval()
+    top = model.config.band_top
+    out = samples.crops[idx].copy()
+    with torch.inference_mode():
+        for s in range(0, len(idx), batch):
+            verts, band = batch_tensors(samples, idx[s:s + batch], dev, top)
+            res = render_band(model, verts, band)
+            rgb = (res.output.clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+            out[s:s + batch, top:] = rgb
+    return out
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return float(10 * np.log10(255.0 ** 2 / max(mse, 1e-10)))
+
+
+def crop_metrics(rendered: np.ndarray, real: np.ndarray, top: int) -> dict:
+    from skimage.metrics import structural_similarity
+    ps = [psnr(o, r) for o, r in zip(rendered, real)]
+    band = [psnr(o[top:], r[top:]) for o, r in zip(rendered, real)]
+    ss = [structural_similarity(o, r, channel_axis=2, data_range=255) for o, r in zip(rendered, real)]
+    return {"psnr": float(np.mean(ps)), "ssim": float(np.mean(ss)), "psnr_band": float(np.mean(band))}
+
+
+def evaluate_holdout(model, samples: RenderSamples, dev) -> dict:
+    """PSNR/SSIM of held-out crops (rendered with their own tracked geometry) and of the
+    lower-face region alone (psnr_face: pixels where the renderer's alpha > 0.5)."""
+    held = np.arange(samples.holdout_start, len(samples))
+    if len(held) == 0:
+        return {}
+    rendered = render_crops(model, samples, held, dev)
+    m = crop_metrics(rendered, samples.crops[held], model.config.band_top)
+    m["psnr_face"] = _face_psnr(model, samples, held, rendered, dev)
+    m["holdout_frames"] = int(len(held))
+    return m
+
+
+def _face_psnr(model, samples, held, rendered, dev) -> float:
+    top, errs = model.config.band_top, []
+    with torch.inference_mode():
+        for s in range(0, len(held), 8):
+            verts, band = batch_tensors(samples, held[s:s + 8], dev, top)
+            alpha = render_band(model, verts, band).alpha[:, 0].cpu().numpy() > 0.5
+            diff = rendered[s:s + 8, top:].astype(np.float64) - samples.crops[held[s:s + 8], top:]
+            errs.append((diff ** 2).mean(-1)[alpha])
+    mse = np.concatenate(errs).mean()
+    return float(10 * np.log10(255.0 ** 2 / max(mse, 1e-10)))
+
+
+def _write_person(person_dir: Path, model, run_config: dict, metrics: dict) -> None:
+    save_weights(person_dir / "renderer.safetensors", model.cpu(), {"metrics": metrics})
+    path = person_dir / "person.json"
+    config = read_json(path, "person config")
+    config["renderer"] = {**run_config, "weights": "renderer.safetensors"}
+    config.setdefault("metrics", {})["renderer_holdout"] = metrics
+    write_json(path, config)
