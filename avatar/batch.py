@@ -306,7 +306,7 @@ def remove_stale_temp_files(out_dir: Path) -> int:
 
 
 def run_batch(jobs: list[Job], out_dir: str | Path, workers: int = 1, device: str = "cpu",
-              progress: bool = True) -> BatchSummary:
+              progress: bool = True, audio2expr: str | None = None) -> BatchSummary:
     out_dir = Path(out_dir)
     summary = BatchSummary()
     with batch_lock(out_dir):
@@ -322,19 +322,19 @@ def run_batch(jobs: list[Job], out_dir: str | Path, workers: int = 1, device: st
             else:
                 todo.append(job)
         if todo:
-            _run_pool(todo, out_dir, workers, device, progress, summary)
+            _run_pool(todo, out_dir, workers, device, progress, summary, audio2expr)
     return summary
 
 
 def _run_pool(todo: list[Job], out_dir: Path, workers: int, device: str, progress: bool,
-              summary: BatchSummary) -> None:
+              summary: BatchSummary, audio2expr: str | None) -> None:
     workers = max(1, min(workers, len(todo)))
     threads = max(1, (os.cpu_count() or 1) // workers)
     ctx = multiprocessing.get_context("spawn")
     bar = tqdm(total=len(todo), desc="jobs", unit="job", disable=not progress)
     with futures.ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
                                      initargs=(threads, os.getpid())) as pool:
-        pending = {pool.submit(run_job, job, str(out_dir), device): job for job in todo}
+        pending = {pool.submit(run_job, job, str(out_dir), device, audio2expr): job for job in todo}
         for future in futures.as_completed(pending):
             job = pending[future]
             try:
@@ -381,12 +381,12 @@ def worker_person(name: str, device: str):
     return _PERSONS[key]
 
 
-def run_job(job: Job, out_dir: str, device: str) -> dict:
+def run_job(job: Job, out_dir: str, device: str, audio2expr: str | None = None) -> dict:
     """Make one clip; never raises: returns a status record (done or failed)."""
     t0 = time.perf_counter()
     out = Path(out_dir) / f"{job.id}.mp4"
     try:
-        result = _make_clip(job, out, device)
+        result = _make_clip(job, out, device, audio2expr)
         return {"id": job.id, "status": "done", "spec_sha256": job.spec_sha256,
                 "bytes": out.stat().st_size, "frames": result.n_frames,
                 "seconds": round(time.perf_counter() - t0, 2)}
@@ -400,7 +400,7 @@ def run_job(job: Job, out_dir: str, device: str) -> dict:
                 "error": f"internal error {type(e).__name__}: {e} (traceback in {log})"}
 
 
-def _make_clip(job: Job, out: Path, device: str):
+def _make_clip(job: Job, out: Path, device: str, audio2expr: str | None):
     from avatar.io.provenance import audio_record, text_record
     from avatar.synthesis import load_target, speech_from_audio, speech_from_text
     from pipelines.say import render_speech
@@ -417,7 +417,8 @@ def _make_clip(job: Job, out: Path, device: str):
         record = text_record(job.text)
     record["batch_job"] = {"id": job.id, "line": job.line, "spec_sha256": job.spec_sha256}
     return render_speech(person, speech, record, out, settings, target, progress=False,
-                         seconds={"speech": time.perf_counter() - t}, device=device)
+                         seconds={"speech": time.perf_counter() - t}, device=device,
+                         audio2expr=audio2expr)
 
 
 def print_bad_lines(error: JobsFileError) -> None:

@@ -10,9 +10,11 @@ Frames flow in batches: target frames (ping-pong) -> meshes posed on those frame
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 import time
+import unicodedata
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -148,13 +150,38 @@ def load_target(person: Person, video: str | Path, progress: bool = True) -> Tar
 
 
 def speech_from_text(text: str) -> Speech:
+    from avatar.audio import synthesize
+    return synthesize(speakable_text(text))
+
+
+def speakable_text(text: str) -> str:
+    """The text the English voice will speak: emoji and other pictographs removed (with a
+    warning); AvatarError for empty or too long text, or letters of scripts it cannot speak."""
     if not isinstance(text, str) or not text.strip():
         raise AvatarError("the text to speak is empty; give at least one word")
     if len(text) > MAX_TEXT_CHARS:
         raise AvatarError(f"the text is {len(text)} characters long, at most {MAX_TEXT_CHARS} fit "
                           "one clip (about 5 min); split it into several clips, e.g. batch jobs")
-    from avatar.audio import synthesize
-    return synthesize(text)
+    text = unicodedata.normalize("NFKC", text)
+    kept = "".join(ch for ch in text if unicodedata.category(ch) not in _UNSPOKEN)
+    removed = len(text) - len(kept)
+    foreign = list(dict.fromkeys(ch for ch in kept if ch.isalpha() and not _latin(ch)))
+    if foreign:
+        raise AvatarError(f"the text holds letters the English voice cannot speak "
+                          f"({''.join(foreign[:5])}); give English text, or a recording with --audio")
+    if not any(ch.isalnum() for ch in kept):
+        raise AvatarError("the text holds no words to speak (only symbols or emoji); "
+                          "give at least one word")
+    if removed:
+        tqdm.write(f"note: left out {removed} emoji/symbol characters the voice cannot speak")
+    return kept
+
+
+_UNSPOKEN = {"So", "Sk", "Cf", "Co", "Cs", "Cn", "Mn", "Me"}
+
+
+def _latin(ch: str) -> bool:
+    return "LATIN" in unicodedata.name(ch, "")
 
 
 def speech_from_audio(path: str | Path) -> Speech:
@@ -187,13 +214,16 @@ def _header_duration(header: str) -> float:
 
 
 @functools.lru_cache(maxsize=2)
-def audio2expr_model(device: str = "cpu"):
+def audio2expr_model(checkpoint_dir: str | None = None, device: str = "cpu"):
     from avatar.expression import load_audio2expr
-    return load_audio2expr(device=device)
+    return load_audio2expr(checkpoint_dir, device=device)
 
 
-def predict_expressions(speech: Speech, fps: float, device: str = "cpu") -> Expressions:
-    return audio2expr_model(_torch_device(device)).predict(speech, fps)
+def predict_expressions(speech: Speech, fps: float, device: str = "cpu",
+                        checkpoint_dir: str | None = None) -> Expressions:
+    """Speech -> Expressions at fps with the shared audio2expr network (loaded once per process)."""
+    model = audio2expr_model(str(checkpoint_dir) if checkpoint_dir else None, _torch_device(device))
+    return model.predict(speech, fps)
 
 
 def _torch_device(device: str) -> str:
@@ -201,6 +231,17 @@ def _torch_device(device: str) -> str:
         return device
     import torch
     return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+@contextlib.contextmanager
+def stage(name: str, seconds: dict, progress: bool = True):
+    """A one-step progress bar for a stage without natural sub-steps; records its wall time."""
+    bar = tqdm(total=1, desc=name, disable=not progress, bar_format="{desc}: {percentage:3.0f}% [{elapsed}]")
+    t = time.perf_counter()
+    yield
+    seconds[name] = time.perf_counter() - t
+    bar.update(1)
+    bar.close()
 
 
 # --- frames and expressions ------------------------------------------------------------------
@@ -369,7 +410,7 @@ def make_video(person: Person, speech: Speech | None, expressions: Expressions, 
     write_sidecar(out, command=command, input_record=input_record,
                   person={"name": person.name, "files_sha256": person.hashes,
                           "config_version": person.config.get("format_version")},
-                  models=models or model_hashes(),
+                  models=models or {},
                   settings={**asdict(settings), "target_video": str(target.path.name)},
                   output={"frames": n_frames, "fps": fps, "width": width, "height": height,
                           "duration_s": round(n_frames / fps, 4), "watermark": settings.watermark,
@@ -388,9 +429,11 @@ def posed_meshes(model: PersonFaceModel, target: Target, weights: np.ndarray, id
     return meshes, boxes
 
 
-def model_hashes() -> dict:
-    from avatar.io.person import CHECKPOINTS
-    return {"audio2expr": folder_hashes(CHECKPOINTS / "audio2expr")}
+def model_hashes(audio2expr_dir: str | Path | None = None) -> dict:
+    """sha256 of the audio2expr checkpoint files used (for the side-car)."""
+    from avatar.expression import DEFAULT_DIR
+    folder = Path(audio2expr_dir) if audio2expr_dir else DEFAULT_DIR
+    return {"audio2expr": {"folder": folder.name, "files_sha256": folder_hashes(folder)}}
 
 
 def _seed(seed: int) -> None:

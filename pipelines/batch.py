@@ -22,6 +22,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int, default=1,
                    help="worker processes (default 1; each loads the models once)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or auto (default cpu)")
+    p.add_argument("--audio2expr", help="audio-to-expression checkpoint folder "
+                   "(default: the shipped checkpoints/audio2expr)")
     p.add_argument("--check", action="store_true", help="only validate the jobs file")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -42,7 +44,7 @@ def run(args) -> int:
         print(f"{args.jobs}: {len(jobs)} valid jobs")
         return 0
     summary = run_batch(jobs, args.out, workers=args.workers, device=args.device,
-                        progress=not args.quiet)
+                        progress=not args.quiet, audio2expr=args.audio2expr)
     print(f"{len(summary.done)} done, {len(summary.skipped)} already finished (skipped), "
           f"{len(summary.recovered)} recovered after an interruption, {len(summary.failed)} failed"
           f" -> {args.out}")

@@ -54,8 +54,14 @@ def run(args) -> int:
               "frames": len(track), "fps": track.fps, "audio_kept": speech is not None}
     result = make_video(person, speech, track.expressions(), out, settings, record,
                         command="reenact", target=target, drive=args.drive, n_frames=n_frames,
-                        progress=progress, extra_seconds=seconds)
+                        progress=progress, extra_seconds=seconds, models=tracker_hashes())
     print(f"wrote {result.path} ({result.n_frames} frames, {result.width}x{result.height}, "
           f"{'with' if speech else 'without'} the source's audio) and {result.sidecar.name} "
           f"in {time.perf_counter() - t0:.1f} s")
     return 0
+
+
+def tracker_hashes() -> dict:
+    from avatar.face.mesh import LANDMARKER_TASK
+    from avatar.io.provenance import cached_sha256
+    return {"face_landmarker": {"files_sha256": {LANDMARKER_TASK.name: cached_sha256(LANDMARKER_TASK)}}}

@@ -23,7 +23,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("text", nargs="?", help="text to speak (English voice); or use --audio")
     p.add_argument("--audio", help="speech audio file (wav, mp3, m4a, flac, or a video's sound)")
     add_person_arguments(p)
+    add_audio2expr_argument(p)
     p.add_argument("-o", "--output", required=True, help="output .mp4 (side-car .json beside it)")
+
+
+def add_audio2expr_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--audio2expr", help="audio-to-expression checkpoint folder "
+                   "(default: the shipped checkpoints/audio2expr)")
 
 
 def add_person_arguments(p: argparse.ArgumentParser) -> None:
@@ -68,8 +74,8 @@ def check_output_path(output: str) -> Path:
 
 def run(args) -> int:
     from avatar.io.provenance import audio_record, text_record
-    from avatar.synthesis import (load_person, load_target, predict_expressions,
-                                  speech_from_audio, speech_from_text)
+    from avatar.synthesis import (load_person, load_target, speech_from_audio, speech_from_text,
+                                  stage)
 
     if (args.text is None) == (args.audio is None):
         raise AvatarError("give either a text to speak or --audio FILE (exactly one of them)")
@@ -80,16 +86,15 @@ def run(args) -> int:
     person = load_person(args.person, device=args.device)
     target = load_target(person, settings.target_video, progress) if settings.target_video else None
     seconds = {"load": time.perf_counter() - t0}
-    t = time.perf_counter()
-    if args.audio is not None:
-        speech = speech_from_audio(args.audio)
-        record = audio_record(args.audio, speech.duration_s)
-    else:
-        speech = speech_from_text(args.text)
-        record = text_record(args.text)
-    seconds["speech"] = time.perf_counter() - t
+    with stage("audio" if args.audio is not None else "tts", seconds, progress):
+        if args.audio is not None:
+            speech = speech_from_audio(args.audio)
+            record = audio_record(args.audio, speech.duration_s)
+        else:
+            speech = speech_from_text(args.text)
+            record = text_record(args.text)
     result = render_speech(person, speech, record, out, settings, target, progress, seconds,
-                           args.device)
+                           args.device, args.audio2expr)
     total = time.perf_counter() - t0
     print(f"wrote {result.path} ({result.n_frames} frames, {speech.duration_s:.2f} s, "
           f"{result.width}x{result.height}) and {result.sidecar.name} in {total:.1f} s "
@@ -98,14 +103,14 @@ def run(args) -> int:
 
 
 def render_speech(person, speech, record, out, settings, target=None, progress=True,
-                  seconds=None, device="auto"):
+                  seconds=None, device="auto", audio2expr=None):
     """Speech -> expressions -> video; used by say and batch."""
-    from avatar.synthesis import make_video, predict_expressions
+    from avatar.synthesis import make_video, model_hashes, predict_expressions, stage
 
     seconds = dict(seconds or {})
     fps = float(settings.fps or (target or person.target).track.fps)
-    t = time.perf_counter()
-    expressions = predict_expressions(speech, fps, device)
-    seconds["expressions"] = time.perf_counter() - t
+    with stage("expressions", seconds, progress):
+        expressions = predict_expressions(speech, fps, device, audio2expr)
     return make_video(person, speech, expressions, out, settings, record, command="say",
-                      target=target, progress=progress, extra_seconds=seconds)
+                      target=target, progress=progress, extra_seconds=seconds,
+                      models=model_hashes(audio2expr))

@@ -40,7 +40,7 @@ def tiny_face_model() -> PersonFaceModel:
 def tiny_poses(n: int = N_FRAMES) -> HeadPoses:
     t = np.arange(n, dtype=np.float32)
     translation = np.stack([WIDTH / 2 + 3 * np.sin(t / 3), HEIGHT / 2 + 0 * t, 0 * t], 1)
-    return HeadPoses(np.full(n, 0.9, np.float32), np.repeat(np.eye(3, dtype=np.float32)[None], n, 0),
+    return HeadPoses(np.full(n, 0.45, np.float32), np.repeat(np.eye(3, dtype=np.float32)[None], n, 0),
                      translation.astype(np.float32), FPS)
 
 
@@ -86,4 +86,18 @@ def make_tiny_person(folder: Path) -> Path:
     write_json(folder / "person.json", {"format_version": FORMAT_VERSION, "fps": FPS,
                                         "frame_size": [WIDTH, HEIGHT], "n_frames": N_FRAMES,
                                         "name": folder.name})
+    return folder
+
+
+def make_tiny_audio2expr(folder: Path) -> Path:
+    """An untrained, very small audio2expr checkpoint on log-mel features (fast on CPU)."""
+    import torch
+    from avatar.expression import Audio2ExpressionNet, NetConfig, save_audio2expr
+    from avatar.types import MOUTH_BLENDSHAPES
+    torch.manual_seed(0)
+    net = Audio2ExpressionNet(NetConfig(feature_dim=80, window=16, channels=8, latent=8, context=2,
+                                        n_out=len(MOUTH_BLENDSHAPES), dropout=0.0))
+    mean = np.full(N_BLENDSHAPES, 0.1, np.float32)
+    std = np.full(N_BLENDSHAPES, 0.1, np.float32)
+    save_audio2expr(folder, net, "logmel80", mean, std)
     return folder

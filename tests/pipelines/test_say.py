@@ -1,0 +1,102 @@
+"""say end to end on a tiny synthetic person: frames, audio length, watermark, side-car, options."""
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+import cli
+from avatar.video.check import check_media, read_tags
+from avatar.video.frames import pingpong_indices
+from avatar.video.reader import VideoReader
+from avatar.video.writer import watermark_box
+from tests.pipelines.tiny_person import N_FRAMES, make_tiny_audio2expr, make_tiny_person
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    root = tmp_path_factory.mktemp("models")
+    return make_tiny_person(root / "tiny"), make_tiny_audio2expr(root / "a2e")
+
+
+def say(models, out, *extra):
+    person, a2e = models
+    return cli.main(["say", *extra, "--person", str(person), "--audio2expr", str(a2e),
+                     "-o", str(out), "--quiet"])
+
+
+def speech_wav(path, seconds, sr=22050, amplitude=0.3):
+    t = np.arange(int(seconds * sr)) / sr
+    tone = amplitude * np.sin(2 * np.pi * 180 * t) * (0.5 + 0.5 * np.sin(2 * np.pi * 3 * t))
+    sf.write(str(path), tone.astype(np.float32), sr)
+    return path
+
+
+def corner_blue(frames):
+    """The tiny target's frames differ only in their blue level (60 + 8 * index)."""
+    return frames[:, 2:6, 2:6, 2].reshape(len(frames), -1).mean(1)
+
+
+def test_say_text_end_to_end(tmp_path, models):
+    out = tmp_path / "hello.mp4"
+    assert say(models, out, "Hello there, this is a test.") == 0
+    check = check_media(out, 16000)
+    assert check.errors == ""
+    assert check.n_frames == round(check.audio_s * 10.0)                # fps of the tiny person
+    assert check.audio_samples == round(check.n_frames * 16000 / 10.0)  # exact A/V match
+    assert 1.0 < check.audio_s < 5.0
+    frames = VideoReader(out).read_all()
+    assert frames.shape[1:] == (96, 128, 3)
+    x0, y0, x1, y1 = watermark_box(128, 96)
+    label = frames[:, y0:y1, x0:x1]
+    assert label.max() > 200 and np.median(label) < 60                  # white text on dark box
+    meta = json.loads(out.with_suffix(".json").read_text())
+    assert meta["synthetic"] is True and meta["command"] == "say"
+    assert meta["input"] == {"kind": "text", "text": "Hello there, this is a test.",
+                             "sha256": meta["input"]["sha256"]} and len(meta["input"]["sha256"]) == 64
+    assert meta["output"]["frames"] == check.n_frames and meta["output"]["watermark"] is True
+    assert set(meta["models"]["audio2expr"]["files_sha256"]) == {"config.json", "model.safetensors"}
+    assert "renderer.safetensors" in meta["person"]["files_sha256"]
+    assert meta["settings"]["head_motion"] == "target"
+    tags = read_tags(out)
+    assert "synthetic" in tags["comment"] and tags["synthetic"] == "true"
+
+
+def test_say_audio_longer_than_target_pingpongs(tmp_path, models):
+    out = tmp_path / "long.mp4"
+    wav = speech_wav(tmp_path / "s.wav", 3.0)
+    assert say(models, out, "--audio", str(wav), "--start-frame", "3") == 0
+    check = check_media(out, 16000)
+    assert check.n_frames == 30 and check.audio_samples == 48000
+    blue = corner_blue(VideoReader(out).read_all())
+    expected = 60 + 8 * pingpong_indices(3, 30, N_FRAMES)
+    assert np.abs(blue - expected).max() < 8 and np.corrcoef(blue, expected)[0, 1] > 0.98
+    meta = json.loads(out.with_suffix(".json").read_text())
+    assert meta["input"]["kind"] == "audio" and meta["input"]["file"] == "s.wav"
+    assert meta["settings"]["start_frame"] == 3
+
+
+def test_say_still_size_fps_no_watermark(tmp_path, models):
+    out = tmp_path / "still.mp4"
+    wav = speech_wav(tmp_path / "s.wav", 2.0)
+    assert say(models, out, "--audio", str(wav), "--head-motion", "still", "--start-frame", "5",
+               "--size", "64", "--fps", "5", "--no-watermark", "--expression-scale", "2") == 0
+    check = check_media(out, 16000)
+    assert check.n_frames == 10 and check.audio_samples == 32000
+    frames = VideoReader(out).read_all()
+    assert frames.shape[1:] == (48, 64, 3)
+    assert np.abs(corner_blue(frames) - (60 + 8 * 5)).max() < 5       # one target frame
+    x0, y0, x1, y1 = watermark_box(64, 48)
+    assert frames[:, y0:y1, x0:x1].max() < 200 or np.median(frames[:, y0:y1, x0:x1]) > 60
+    meta = json.loads(out.with_suffix(".json").read_text())
+    assert meta["output"]["watermark"] is False and meta["settings"]["expression_scale"] == 2.0
+    assert "synthetic" in read_tags(out)["comment"]                  # the tag stays
+
+
+def test_seed_reproducible(tmp_path, models):
+    wav = speech_wav(tmp_path / "s.wav", 1.0)
+    a, b = tmp_path / "a.mp4", tmp_path / "b.mp4"
+    for out in (a, b):
+        assert say(models, out, "--audio", str(wav), "--blink", "synthetic", "--seed", "7") == 0
+    fa, fb = VideoReader(a).read_all(), VideoReader(b).read_all()
+    assert np.array_equal(fa, fb)
