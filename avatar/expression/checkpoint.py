@@ -1,0 +1,142 @@
+"""Loading and saving the audio2expr checkpoint (config.json + model.safetensors), and inference.
+
+`load_audio2expr()` returns an `Audio2Expression` whose `predict(speech, fps)` gives
+`n_video_frames(duration, fps) = ceil(duration * fps)` frames of 52 blendshapes. Only the mouth
+and jaw blendshapes (MOUTH_BLENDSHAPES) come from the network; the others (eyes, brows, cheeks,
+nose) are set to the training corpus' average, a neutral pose for the person map.
+
+Silence gate: where the audio around a frame is more than `silence_gate_db` (config) below the
+speech level, the mouth is blended to the corpus rest pose (closed mouth), with a short ramp. The
+network alone learns silence only roughly from ~80 s of data; the gate makes pauses reliable.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from avatar.audio.features import (FEATURE_KINDS, frame_windows, loudness_db, n_video_frames,
+                                   speech_features)
+from avatar.errors import AvatarError
+from avatar.expression.model import Audio2ExpressionNet, NetConfig
+from avatar.io.files import load_arrays, read_json, save_arrays, sha256_file, write_json
+from avatar.types import BLENDSHAPE_NAMES, MOUTH_BLENDSHAPES, Expressions, Speech, SpeechFeatures
+
+FORMAT_VERSION = 1
+CHUNK_FRAMES = 1500          # inference in chunks of this many frames (constant memory)
+DEFAULT_DIR = Path(__file__).resolve().parents[2] / "checkpoints" / "audio2expr"
+
+
+class Audio2Expression:
+    """Inference wrapper: speech -> Expressions at a video frame rate."""
+
+    def __init__(self, net: Audio2ExpressionNet, config: dict, device: str = "cpu"):
+        self.net = net.to(device).eval()
+        self.device = device
+        self.config = config
+        self.feature_kind = config["feature_kind"]
+        self.window = int(config["net"]["window"])
+        self.mean = np.asarray(config["output_mean"], np.float32)
+        self.std = np.asarray(config["output_std"], np.float32)
+        self.outputs = list(config["output_indices"])
+        self.rest_z = np.asarray(config.get("rest_z") or np.zeros(len(self.outputs)), np.float32)
+        self.gate_db = config.get("silence_gate_db")
+
+    def predict(self, speech: Speech, fps: float) -> Expressions:
+        """ceil(duration * fps) frames; frame t is driven by the audio around time t / fps."""
+        if not fps or fps <= 0 or fps > 240:
+            raise AvatarError(f"frame rate {fps} is not usable; give fps between 1 and 240")
+        feats = speech_features(speech, self.feature_kind)
+        return self.predict_features(feats, fps, n_video_frames(speech.duration_s, fps))
+
+    def predict_features(self, feats: SpeechFeatures, fps: float, n_frames: int) -> Expressions:
+        z = self.predict_z(feats, fps, n_frames)
+        if self.gate_db is not None:
+            gate = speech_gate(feats, fps, n_frames, float(self.gate_db))[:, None]
+            z = gate * z + (1.0 - gate) * self.rest_z[None]
+        weights = np.repeat(self.mean[None], n_frames, 0)
+        weights[:, self.outputs] = self.mean[self.outputs] + self.std[self.outputs] * z
+        return Expressions(np.clip(weights, 0.0, 1.0).astype(np.float32), float(fps))
+
+    def predict_z(self, feats: SpeechFeatures, fps: float, n_frames: int) -> np.ndarray:
+        """Network output (z units, [n_frames, n_out]), in overlapping chunks."""
+        windows = frame_windows(feats, fps, n_frames, self.window)
+        k = int(self.config["net"]["context"])
+        out = np.zeros((n_frames, len(self.outputs)), np.float32)
+        with torch.inference_mode():
+            for start in range(0, n_frames, CHUNK_FRAMES):
+                lo, hi = max(start - k, 0), min(start + CHUNK_FRAMES + k, n_frames)
+                x = torch.from_numpy(windows[lo:hi][None]).to(self.device)
+                z = self.net(x)[0].cpu().numpy()
+                end = min(start + CHUNK_FRAMES, n_frames)
+                out[start:end] = z[start - lo: start - lo + end - start]
+        return out
+
+
+def speech_gate(feats: SpeechFeatures, fps: float, n_frames: int, below_db: float,
+                hold_s: float = 0.12) -> np.ndarray:
+    """[n_frames] in [0, 1]: 1 where there is speech within +-hold_s of the frame, ramped."""
+    db = loudness_db(feats)
+    if len(db) == 0:
+        return np.ones(n_frames, np.float32)
+    level = float(np.percentile(db, 90))
+    active = (db > level - below_db).astype(np.float32)
+    half = max(int(round(hold_s * feats.rate_hz)), 1)
+    kernel = np.ones(2 * half + 1, np.float32)
+    near = np.convolve(active, kernel, "same") > 0
+    idx = np.clip(np.round(np.arange(n_frames) / fps * feats.rate_hz).astype(int), 0, len(db) - 1)
+    gate = near[idx].astype(np.float32)
+    ramp = np.ones(3, np.float32) / 3
+    return np.clip(np.convolve(np.pad(gate, 1, mode="edge"), ramp, "valid"), 0.0, 1.0)
+
+
+def save_audio2expr(directory: str | Path, net: Audio2ExpressionNet, feature_kind: str,
+                    mean: np.ndarray, std: np.ndarray, extra: dict | None = None,
+                    rest_z: np.ndarray | None = None, silence_gate_db: float | None = None) -> None:
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    arrays = {k: v.detach().cpu().numpy().astype(np.float32) for k, v in net.state_dict().items()}
+    save_arrays(directory / "model.safetensors", arrays, {"format": "audio2expr", "version": str(FORMAT_VERSION)})
+    config = {
+        "format": "audio2expr", "version": FORMAT_VERSION, "feature_kind": feature_kind,
+        "net": net.cfg.to_dict(), "output_indices": list(MOUTH_BLENDSHAPES),
+        "output_names": [BLENDSHAPE_NAMES[i] for i in MOUTH_BLENDSHAPES],
+        "output_mean": [float(x) for x in mean], "output_std": [float(x) for x in std],
+        "rest_z": [float(x) for x in rest_z] if rest_z is not None else None,
+        "silence_gate_db": silence_gate_db,
+        "frames": "ceil(duration * fps); frame t uses audio centred at t / fps",
+        "non_mouth_blendshapes": "set to the training corpus average (not predicted)",
+        "model_sha256": sha256_file(directory / "model.safetensors"),
+        **(extra or {}),
+    }
+    write_json(directory / "config.json", config)
+
+
+def load_audio2expr(checkpoint_dir: str | Path | None = None, device: str = "cpu") -> Audio2Expression:
+    """Load the generalized network; AvatarError if the folder is missing, incomplete or tampered."""
+    directory = Path(checkpoint_dir) if checkpoint_dir is not None else DEFAULT_DIR
+    if not directory.is_dir():
+        raise AvatarError(f"audio2expr checkpoint folder {directory} does not exist; train one with "
+                          "`train-audio2expr` or restore checkpoints/audio2expr from the repository")
+    config = read_json(directory / "config.json", "audio2expr config")
+    if config.get("format") != "audio2expr" or config.get("version") != FORMAT_VERSION:
+        raise AvatarError(f"{directory}/config.json is not an audio2expr checkpoint of version "
+                          f"{FORMAT_VERSION}; re-train it with `train-audio2expr`")
+    weights_path = directory / "model.safetensors"
+    if weights_path.is_file() and sha256_file(weights_path) != config.get("model_sha256"):
+        raise AvatarError(f"{weights_path} does not match the hash in its config.json (changed or "
+                          "damaged); restore both files together or re-train")
+    try:
+        net_cfg = NetConfig(**config["net"])
+        n_out = len(config["output_indices"])
+        assert config["feature_kind"] in FEATURE_KINDS and net_cfg.n_out == n_out
+        assert len(config["output_mean"]) == len(config["output_std"]) == len(BLENDSHAPE_NAMES)
+    except (TypeError, KeyError, AssertionError):
+        raise AvatarError(f"{directory}/config.json is incomplete or inconsistent; re-train with "
+                          "`train-audio2expr`") from None
+    net = Audio2ExpressionNet(net_cfg)
+    expected = {k: tuple(v.shape) for k, v in net.state_dict().items()}
+    arrays = load_arrays(weights_path, expected, "audio2expr weights")
+    net.load_state_dict({k: torch.from_numpy(arrays[k]) for k in expected})
+    return Audio2Expression(net, config, device)

@@ -1,0 +1,101 @@
+"""Metrics for audio2expr on held-out speakers, the loudness baseline, and the curve plots."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from avatar.types import BLENDSHAPE_NAMES, JAW_OPEN, MOUTH_BLENDSHAPES
+
+MAX_LAG = 10
+
+
+def pearson(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    if len(a) < 3 or a.std() < 1e-8 or b.std() < 1e-8:
+        return float("nan")
+    return float(np.corrcoef(a, b)[0, 1])
+
+
+def best_offset(pred: np.ndarray, target: np.ndarray, max_lag: int = MAX_LAG) -> tuple[int, float]:
+    """Lag L maximizing corr(pred[t + L], target[t]); L > 0 means the prediction is L frames late."""
+    best = (0, -2.0)
+    for lag in range(-max_lag, max_lag + 1):
+        r = pearson(pred[max(lag, 0): len(pred) + min(lag, 0)], target[max(-lag, 0): len(target) + min(-lag, 0)])
+        if np.isfinite(r) and r > best[1]:
+            best = (lag, r)
+    return best
+
+
+def clip_metrics(pred: np.ndarray, tracked: np.ndarray, loudness_db: np.ndarray,
+                 silent: np.ndarray) -> dict:
+    """pred, tracked [T, 52]; loudness_db [T]; silent [T] bool (frames with no speech around)."""
+    n = min(len(pred), len(tracked), len(loudness_db))
+    pred, tracked, loudness_db, silent = pred[:n], tracked[:n], loudness_db[:n], silent[:n]
+    jaw_p, jaw_t = pred[:, JAW_OPEN], tracked[:, JAW_OPEN]
+    mouth = [i for i in MOUTH_BLENDSHAPES if tracked[:, i].std() > 0.01]
+    mouth_r = [pearson(pred[:, i], tracked[:, i]) for i in mouth]
+    lag, lag_r = best_offset(jaw_p, jaw_t)
+    out = {
+        "frames": int(n),
+        "jaw_r": pearson(jaw_p, jaw_t),
+        "mouth_mean_r": float(np.nanmean(mouth_r)) if mouth_r else float("nan"),
+        "mouth_r": {BLENDSHAPE_NAMES[i]: r for i, r in zip(mouth, mouth_r)},
+        "mouth_mae": float(np.abs(pred[:, list(MOUTH_BLENDSHAPES)] - tracked[:, list(MOUTH_BLENDSHAPES)]).mean()),
+        "jaw_mae": float(np.abs(jaw_p - jaw_t).mean()),
+        "best_offset_frames": int(lag), "best_offset_r": float(lag_r),
+        "baseline_loudness_jaw_r": pearson(loudness_db, jaw_t),
+        "silent_frames": int(silent.sum()),
+    }
+    if silent.any():
+        out["silent_rest_fraction_pred_median"] = float((jaw_p[silent] < np.median(jaw_p)).mean())
+        out["silent_rest_fraction_tracked_median"] = float((jaw_p[silent] < np.median(jaw_t)).mean())
+        out["silent_mean_jaw_pred"] = float(jaw_p[silent].mean())
+        out["silent_mean_jaw_tracked"] = float(jaw_t[silent].mean())
+    return out
+
+
+def summarize(per_clip: dict[str, dict]) -> dict:
+    keys = ["jaw_r", "mouth_mean_r", "mouth_mae", "jaw_mae", "best_offset_frames", "baseline_loudness_jaw_r"]
+    frames = np.array([m["frames"] for m in per_clip.values()], float)
+    out = {}
+    for k in keys:
+        vals = np.array([m[k] for m in per_clip.values()], float)
+        ok = np.isfinite(vals)
+        out[f"mean_{k}"] = float(vals[ok].mean()) if ok.any() else float("nan")
+        out[f"frame_weighted_{k}"] = float((vals[ok] * frames[ok]).sum() / frames[ok].sum()) if ok.any() else float("nan")
+    sil = [(m["silent_rest_fraction_pred_median"], m["silent_frames"]) for m in per_clip.values()
+           if "silent_rest_fraction_pred_median" in m]
+    if sil:
+        out["silent_rest_fraction"] = float(sum(f * n for f, n in sil) / sum(n for _, n in sil))
+        out["silent_frames"] = int(sum(n for _, n in sil))
+    return out
+
+
+def plot_curves(path: str | Path, items: list[dict], title: str) -> None:
+    """items: dicts with name, fps, pred_jaw, tracked_jaw (optional), loudness (optional), text."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(len(items), 1, figsize=(12, 2.2 * len(items) + 0.6), squeeze=False)
+    for ax, it in zip(axes[:, 0], items):
+        t = np.arange(len(it["pred_jaw"])) / it["fps"]
+        if it.get("tracked_jaw") is not None:
+            ax.plot(t, it["tracked_jaw"][: len(t)], label="tracked jawOpen", color="black", lw=1.2)
+        ax.plot(t, it["pred_jaw"], label="predicted jawOpen", color="tab:red", lw=1.2)
+        if it.get("loudness") is not None:
+            loud = np.asarray(it["loudness"][: len(t)], float)
+            span = max(loud.max() - loud.min(), 1e-6)
+            top = max(float(np.max(it["pred_jaw"])), 0.1)
+            ax.plot(t, (loud - loud.min()) / span * top, label="loudness (scaled)", color="tab:blue",
+                    lw=0.8, alpha=0.5)
+        ax.set_title(f"{it['name']}   {it.get('text', '')}", fontsize=9)
+        ax.set_xlim(0, max(t[-1], 1e-3) if len(t) else 1)
+        ax.legend(fontsize=7, loc="upper right")
+    axes[-1, 0].set_xlabel("seconds")
+    fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    from avatar.io.files import atomic_output
+    with atomic_output(path) as tmp:
+        fig.savefig(tmp, dpi=70, format="png")
+    plt.close(fig)

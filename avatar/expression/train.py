@@ -1,0 +1,205 @@
+"""Training of the audio2expr network on a few minutes of talking faces (CPU).
+
+Targets are z-scored per clip (each speaker has their own jaw range; audio cannot know it), the
+network predicts z-scores of the mouth blendshapes, and the shipped config maps them back with the
+corpus-average mean and spread. Before training, each clip's audio/video offset is estimated with
+a speaker-held-out ridge regression (cross-correlation of its prediction with the tracked jawOpen)
+and removed; the median offset over clips is kept, so natural anticipation is not trained away.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from avatar.expression.data import ClipData
+from avatar.expression.model import Audio2ExpressionNet, NetConfig
+from avatar.types import JAW_OPEN, MOUTH_BLENDSHAPES, SpeechFeatures
+
+STD_FLOOR = 0.02
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    steps: int = 2500
+    batch: int = 16
+    seq_len: int = 24
+    lr: float = 2e-3
+    weight_decay: float = 1e-3
+    jaw_weight: float = 3.0
+    velocity_weight: float = 0.5
+    silence_prob: float = 0.08
+    feature_noise: float = 0.1
+    time_mask_prob: float = 0.2
+    seed: int = 0
+    max_offset_frames: int = 4
+
+
+@dataclass
+class Normalizer:
+    """Per-clip z-scoring for training, corpus-average mean/spread for output."""
+    mean: np.ndarray      # [52] corpus average of clip means
+    std: np.ndarray       # [52] corpus average of clip spreads
+    rest: np.ndarray      # [n_mouth] average rest pose (z units) over clips
+
+    @staticmethod
+    def clip_stats(targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return targets.mean(0), np.maximum(targets.std(0), STD_FLOOR)
+
+
+def fit_normalizer(clips: list[ClipData]) -> Normalizer:
+    weights = np.array([len(c.targets) for c in clips], float)
+    means = np.stack([Normalizer.clip_stats(c.targets)[0] for c in clips])
+    stds = np.stack([Normalizer.clip_stats(c.targets)[1] for c in clips])
+    rests = np.stack([rest_z(c.targets) for c in clips])
+    w = weights / weights.sum()
+    return Normalizer((w @ means).astype(np.float32), (w @ stds).astype(np.float32),
+                      (w @ rests).astype(np.float32))
+
+
+def rest_z(targets: np.ndarray) -> np.ndarray:
+    """Mouth z-scores of the clip's most closed frames (jawOpen below its 15th percentile)."""
+    mean, std = Normalizer.clip_stats(targets)
+    jaw = targets[:, JAW_OPEN]
+    closed = jaw <= np.percentile(jaw, 15)
+    return ((targets[closed].mean(0) - mean) / std)[list(MOUTH_BLENDSHAPES)]
+
+
+def z_targets(targets_variant: np.ndarray, clip_targets: np.ndarray) -> np.ndarray:
+    mean, std = Normalizer.clip_stats(clip_targets)
+    return ((targets_variant - mean) / std)[:, list(MOUTH_BLENDSHAPES)].astype(np.float32)
+
+
+# ---- audio/video offset per clip ------------------------------------------------------------
+
+def _ridge_inputs(clip: ClipData, frames: np.ndarray, window: int, shift: float = 0.0) -> np.ndarray:
+    v = clip.variants[0].features
+    idx = np.round((frames + shift) / clip.fps * v.rate_hz).astype(int)[:, None] + (np.arange(window) - window // 2)
+    w = v.values[np.clip(idx, 0, len(v.values) - 1)]                 # [T, W, D]
+    return w.reshape(len(frames), 4, window // 4, -1).mean(2).reshape(len(frames), -1)
+
+
+def estimate_offsets(clips: list[ClipData], window: int, max_lag: int = 4,
+                     lam: float = 3000.0) -> dict[str, int]:
+    """Per clip, the frame lag L that best aligns a speaker-held-out ridge prediction of jawOpen with
+    the tracked jawOpen (audio at t + L explains the face at t). Clips whose best correlation is weak
+    (< 0.2) get 0. Returns lags relative to the median lag."""
+    speakers = sorted({c.speaker for c in clips})
+    lags: dict[str, int] = {}
+    for held in speakers:
+        train = [c for c in clips if c.speaker != held]
+        test = [c for c in clips if c.speaker == held]
+        if not train:
+            return {c.name: 0 for c in clips}
+        xs = np.concatenate([_ridge_inputs(c, np.arange(len(c.targets)), window) for c in train])
+        ys = np.concatenate([_z(c.targets[:, JAW_OPEN]) for c in train])
+        mu, sd = xs.mean(0), xs.std(0) + 1e-3
+        a = (xs - mu) / sd
+        w = np.linalg.solve(a.T @ a + lam * np.eye(a.shape[1]), a.T @ ys)
+        for c in test:
+            pred = ((_ridge_inputs(c, np.arange(len(c.targets)), window) - mu) / sd) @ w
+            lag, r = best_lag(pred, c.targets[:, JAW_OPEN], max_lag)
+            lags[c.name] = lag if r >= 0.2 else 0
+    med = int(np.median(list(lags.values())))
+    return {k: int(np.clip(v - med, -max_lag, max_lag)) for k, v in lags.items()}
+
+
+def best_lag(pred: np.ndarray, target: np.ndarray, max_lag: int) -> tuple[int, float]:
+    """Lag L in [-max_lag, max_lag] maximizing corr(pred[t + L], target[t]) and that correlation.
+    L > 0: the prediction runs L frames late relative to the face."""
+    best = (0, -2.0)
+    for lag in range(-max_lag, max_lag + 1):
+        p = pred[max(lag, 0): len(pred) + min(lag, 0)]
+        t = target[max(-lag, 0): len(target) + min(-lag, 0)]
+        if len(p) > 3 and p.std() > 1e-8 and t.std() > 1e-8:
+            r = float(np.corrcoef(p, t)[0, 1])
+            if r > best[1]:
+                best = (lag, r)
+    return best
+
+
+def _z(x: np.ndarray) -> np.ndarray:
+    return (x - x.mean()) / (x.std() + 1e-6)
+
+
+# ---- network training -----------------------------------------------------------------------
+
+class Sampler:
+    """Random training sequences (windows + z targets) over clips and their variants."""
+
+    def __init__(self, clips: list[ClipData], window: int, silence: SpeechFeatures,
+                 normalizer: Normalizer, rng: np.random.Generator):
+        self.clips, self.window, self.silence, self.norm, self.rng = clips, window, silence, normalizer, rng
+        self.z = [[z_targets(v.targets, c.targets) for v in c.variants] for c in clips]
+        self.rests = [rest_z(c.targets) for c in clips]
+        lengths = np.array([len(c.targets) for c in clips], float)
+        self.p = lengths / lengths.sum()
+
+    def sequence(self, length: int, silence_prob: float) -> tuple[np.ndarray, np.ndarray]:
+        ci = int(self.rng.choice(len(self.clips), p=self.p))
+        clip = self.clips[ci]
+        if self.rng.random() < silence_prob:
+            idx = self.rng.integers(0, len(self.silence.values), (length, self.window))
+            return self.silence.values[idx], np.repeat(self.rests[ci][None], length, 0)
+        vi = int(self.rng.integers(len(clip.variants)))
+        z = self.z[ci][vi]
+        n = len(z)
+        start = int(self.rng.integers(0, max(n - length, 0) + 1))
+        frames = np.arange(start, start + length).clip(0, n - 1)
+        scale = clip.variants[vi].targets.shape[0] / max(len(clip.targets), 1)
+        return clip.windows(vi, frames, self.window), z[frames] if scale else z[frames]
+
+    def batch(self, size: int, length: int, silence_prob: float) -> tuple[torch.Tensor, torch.Tensor]:
+        xs, ys = zip(*(self.sequence(length, silence_prob) for _ in range(size)))
+        return torch.from_numpy(np.stack(xs)).float(), torch.from_numpy(np.stack(ys)).float()
+
+
+def train_network(clips: list[ClipData], net_cfg: NetConfig, cfg: TrainConfig,
+                  silence: SpeechFeatures, normalizer: Normalizer, progress: bool = True,
+                  deadline_s: float | None = None) -> tuple[Audio2ExpressionNet, list[float]]:
+    """Adam on weighted MSE of mouth z-scores + velocity MSE; returns the net (eval mode) and losses."""
+    import time
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    sampler = Sampler(clips, net_cfg.window, silence, normalizer, rng)
+    net = Audio2ExpressionNet(net_cfg)
+    opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.steps, pct_start=0.1)
+    weights = torch.ones(net_cfg.n_out)
+    weights[list(MOUTH_BLENDSHAPES).index(JAW_OPEN)] = cfg.jaw_weight
+    weights = weights / weights.mean()
+    losses, start = [], time.monotonic()
+    net.train()
+    for step in tqdm(range(cfg.steps), desc="train audio2expr", disable=not progress, mininterval=5):
+        x, y = sampler.batch(cfg.batch, cfg.seq_len, cfg.silence_prob)
+        x = _augment_features(x, cfg, rng)
+        pred = net(x)
+        loss = ((pred - y) ** 2 * weights).mean()
+        loss = loss + cfg.velocity_weight * (((pred[:, 1:] - pred[:, :-1]) - (y[:, 1:] - y[:, :-1])) ** 2 * weights).mean()
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        losses.append(float(loss.detach()))
+        if deadline_s is not None and time.monotonic() - start > deadline_s:
+            break
+    net.eval()
+    return net, losses
+
+
+def _augment_features(x: torch.Tensor, cfg: TrainConfig, rng: np.random.Generator) -> torch.Tensor:
+    """Feature noise and SpecAugment-style masking of a few window steps."""
+    x = x + cfg.feature_noise * torch.randn_like(x) * x.std()
+    if cfg.time_mask_prob > 0:
+        b, t, w, _ = x.shape
+        mask = torch.from_numpy(rng.random((b, t, w, 1)) < cfg.time_mask_prob * 0.25).float()
+        x = x * (1 - mask) + mask * x.mean()
+    return x
+
+
+def cosine_steps(total_s: float, step_s: float) -> int:
+    return max(int(math.floor(total_s / max(step_s, 1e-3))), 1)

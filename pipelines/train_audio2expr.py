@@ -1,0 +1,184 @@
+"""Train the shared audio-to-expression network on a folder of talking-face videos.
+
+    python cli.py train-audio2expr --corpus ../shared/data/speakers --corpus ../shared/data/person \
+        --holdout aoc vr_man --minutes 20
+
+Every video with an audio track under the corpus folders is a training clip; its speaker is the
+name of the folder it sits in. Targets are the tracked blendshapes (tracking is cached). Whole
+speakers given with --holdout are kept out of training and used for evaluation: Pearson r of
+predicted vs tracked jawOpen and mouth blendshapes, MAE, best audio/video offset, mouth at rest in
+silence, and the loudness baseline, written with curve plots to runs/<id>/. The checkpoint goes to
+--out (default checkpoints/audio2expr).
+"""
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+
+from avatar.errors import AvatarError
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_CORPUS = [REPO.parent / "shared" / "data" / "speakers", REPO.parent / "shared" / "data" / "person"]
+DEFAULT_AUDIO_CHECK = REPO.parent / "shared" / "data" / "audio"
+AUGMENTATIONS = ["clean", "noise", "pitch_up", "pitch_down", "slow", "fast"]
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--corpus", action="append", type=Path, metavar="DIR",
+                   help="folder of talking-face videos (repeatable); default: ../shared/data/{speakers,person}")
+    p.add_argument("--holdout", nargs="*", default=["aoc", "vr_man"], metavar="SPEAKER",
+                   help="speakers (folder names) kept out of training for evaluation (default: aoc vr_man)")
+    p.add_argument("--minutes", type=float, default=20.0, help="training time budget (default 20)")
+    p.add_argument("--steps", type=int, default=2500, help="optimizer steps at most (default 2500)")
+    p.add_argument("--features", choices=["whisper_tiny", "logmel80"], default="whisper_tiny")
+    p.add_argument("--out", type=Path, default=REPO / "checkpoints" / "audio2expr",
+                   help="checkpoint folder to write (default checkpoints/audio2expr)")
+    p.add_argument("--run-dir", type=Path, default=None, help="run folder (default runs/audio2expr-<time>)")
+    p.add_argument("--audio-check", type=Path, default=DEFAULT_AUDIO_CHECK,
+                   help="folder of audio-only clips to check (jawOpen r vs loudness, plots)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--silence-gate-db", type=float, default=30.0,
+                   help="close the mouth where the audio is this many dB below the speech level "
+                        "(default 30; negative disables)")
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+    from avatar.expression.checkpoint import load_audio2expr, save_audio2expr
+    from avatar.expression.data import build_variants, find_clips, silence_features
+    from avatar.expression.model import NetConfig
+    from avatar.expression.train import TrainConfig, estimate_offsets, fit_normalizer, train_network
+    from avatar.io.files import write_json
+    from avatar.types import MOUTH_BLENDSHAPES
+
+    torch.set_num_threads(1)
+    started = time.monotonic()
+    run_dir = args.run_dir or REPO / "runs" / f"audio2expr-{time.strftime('%Y%m%d-%H%M%S')}"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    clips = load_corpus(find_clips(args.corpus or DEFAULT_CORPUS))
+    holdout = set(args.holdout or [])
+    unknown = holdout - {c.speaker for c in clips}
+    if unknown:
+        raise AvatarError(f"--holdout speaker(s) {', '.join(sorted(unknown))} not in the corpus; "
+                          f"speakers are: {', '.join(sorted({c.speaker for c in clips}))}")
+    train = [c for c in clips if c.speaker not in holdout]
+    test = [c for c in clips if c.speaker in holdout]
+    if not train:
+        raise AvatarError("no training clips left after --holdout; hold out fewer speakers")
+    print(f"{len(train)} training clips ({sum(len(c.targets) for c in train)} frames), "
+          f"{len(test)} held-out clips; building features ({args.features}) ...")
+    net_cfg = NetConfig(feature_dim=385 if args.features == "whisper_tiny" else 80,
+                        window=16 if args.features == "whisper_tiny" else 32,
+                        n_out=len(MOUTH_BLENDSHAPES))
+    for i, c in enumerate(train):
+        build_variants(c, AUGMENTATIONS, args.features, seed=args.seed + i)
+    for c in test:
+        build_variants(c, ["clean"], args.features, seed=0)
+    offsets = estimate_offsets(train, net_cfg.window)
+    for c in train:
+        c.offset_frames = float(offsets[c.name])
+    print("audio/video offsets removed (frames):", offsets)
+    normalizer = fit_normalizer(train)
+    silence = silence_features(args.features)
+    cfg = TrainConfig(steps=args.steps, seed=args.seed)
+    if args.silence_gate_db is not None and args.silence_gate_db < 0:
+        args.silence_gate_db = None
+    budget = args.minutes * 60 - (time.monotonic() - started) - 60
+    net, losses = train_network(train, net_cfg, cfg, silence, normalizer,
+                                deadline_s=max(budget, 30.0))
+    extra = {"training": {"clips": [c.name for c in train], "speakers": sorted({c.speaker for c in train}),
+                          "holdout_speakers": sorted(holdout), "steps": len(losses),
+                          "final_loss": float(np.mean(losses[-50:])), "offsets_frames": offsets,
+                          "augmentations": AUGMENTATIONS, "train_config": cfg.__dict__}}
+    save_audio2expr(args.out, net, args.features, normalizer.mean, normalizer.std, extra,
+                    rest_z=normalizer.rest, silence_gate_db=args.silence_gate_db)
+    model = load_audio2expr(args.out)
+    metrics = evaluate_clips(model, test, run_dir / "heldout_curves.png", "held-out speakers")
+    metrics["training_clips_in_sample"] = evaluate_clips(model, train, run_dir / "train_curves.png",
+                                                         "training clips (in-sample)")
+    if args.audio_check and Path(args.audio_check).is_dir():
+        metrics["audio_only_clips"] = check_audio_only(model, Path(args.audio_check), run_dir / "audio_only_curves.png")
+    metrics["train_minutes"] = (time.monotonic() - started) / 60
+    metrics["feature_kind"] = args.features
+    metrics["loss_curve"] = [float(np.mean(losses[i:i + 50])) for i in range(0, len(losses), 50)]
+    write_json(run_dir / "metrics.json", metrics)
+    summary = metrics.get("summary", {})
+    print(f"held-out: jawOpen r {summary.get('mean_jaw_r', float('nan')):.3f} "
+          f"(loudness baseline {summary.get('mean_baseline_loudness_jaw_r', float('nan')):.3f}), "
+          f"mouth r {summary.get('mean_mouth_mean_r', float('nan')):.3f}; "
+          f"checkpoint {args.out}; run folder {run_dir}")
+    return 0
+
+
+def load_corpus(found: list[tuple[Path, str]]):
+    """Track (cached) and load the audio of every clip that has an audio track."""
+    from avatar.audio import load_speech
+    from avatar.expression.data import ClipData
+    from avatar.face.tracker import track_video
+    from avatar.video.probe import has_audio_stream
+
+    clips = []
+    for path, speaker in found:
+        if not has_audio_stream(path):
+            print(f"skipping {path.name}: no audio track")
+            continue
+        track = track_video(path, progress=False)
+        speech = load_speech(path)
+        clips.append(ClipData(name=f"{speaker}/{path.stem}", speaker=speaker, fps=float(track.fps),
+                              targets=track.blendshapes.astype(np.float32), speech=speech))
+        print(f"  {speaker}/{path.name}: {len(track)} frames at {track.fps:.2f} fps, "
+              f"{speech.duration_s:.2f} s audio, face found in {track.found.mean():.0%}")
+    if not clips:
+        raise AvatarError("the corpus holds no video with an audio track; give talking-face videos with sound")
+    return clips
+
+
+def evaluate_clips(model, clips, plot_path: Path, title: str) -> dict:
+    from avatar.expression.data import frame_loudness_db, silent_frames
+    from avatar.expression.evaluate import clip_metrics, plot_curves, summarize
+    from avatar.types import JAW_OPEN
+
+    per_clip, items = {}, []
+    for c in clips:
+        n = len(c.targets)
+        pred = model.predict_features(c.variants[0].features, c.fps, n).weights
+        loud = frame_loudness_db(c.speech, c.fps, n)
+        per_clip[c.name] = clip_metrics(pred, c.targets, loud, silent_frames(c.speech, c.fps, n))
+        m = per_clip[c.name]
+        items.append({"name": c.name, "fps": c.fps, "pred_jaw": pred[:, JAW_OPEN],
+                      "tracked_jaw": c.targets[:, JAW_OPEN], "loudness": loud,
+                      "text": f"r={m['jaw_r']:.2f}  loudness r={m['baseline_loudness_jaw_r']:.2f}  "
+                              f"best offset {m['best_offset_frames']:+d}"})
+    if items:
+        plot_curves(plot_path, items, title)
+    return {"per_clip": per_clip, "summary": summarize(per_clip) if per_clip else {}, "plot": str(plot_path)}
+
+
+def check_audio_only(model, folder: Path, plot_path: Path) -> dict:
+    """For speech without video: does the predicted jawOpen follow the speech? r vs loudness."""
+    from avatar.audio import load_speech
+    from avatar.expression.data import frame_loudness_db, silent_frames
+    from avatar.expression.evaluate import pearson, plot_curves
+    from avatar.types import JAW_OPEN
+
+    out, items, fps = {}, [], 25.0
+    for path in sorted(folder.iterdir()):
+        if path.suffix.lower() not in (".wav", ".mp3", ".m4a", ".flac", ".ogg"):
+            continue
+        speech = load_speech(path)
+        expr = model.predict(speech, fps)
+        n = len(expr)
+        loud = frame_loudness_db(speech, fps, n)
+        silent = silent_frames(speech, fps, n)
+        jaw = expr.weights[:, JAW_OPEN]
+        out[path.name] = {"seconds": speech.duration_s, "jaw_vs_loudness_r": pearson(jaw, loud),
+                          "jaw_std": float(jaw.std()), "silent_frames": int(silent.sum()),
+                          "silent_rest_fraction": float((jaw[silent] < np.median(jaw)).mean()) if silent.any() else None}
+        items.append({"name": path.name, "fps": fps, "pred_jaw": jaw[: int(10 * fps)], "loudness": loud[: int(10 * fps)],
+                      "text": f"r(jaw, loudness)={out[path.name]['jaw_vs_loudness_r']:.2f} (first 10 s)"})
+    if items:
+        plot_curves(plot_path, items, "audio-only clips: predicted jawOpen vs loudness")
+    return out

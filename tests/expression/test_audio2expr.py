@@ -1,0 +1,132 @@
+"""The audio2expr network: trains on synthetic data, silence -> rest pose, checkpoint round trip."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from avatar.errors import AvatarError
+from avatar.expression import Audio2ExpressionNet, NetConfig, load_audio2expr, save_audio2expr
+from avatar.expression.data import ClipData, Variant
+from avatar.expression.evaluate import best_offset, clip_metrics
+from avatar.expression.train import TrainConfig, fit_normalizer, train_network
+from avatar.types import JAW_OPEN, MOUTH_BLENDSHAPES, N_BLENDSHAPES, Speech, SpeechFeatures
+
+FPS = 25.0
+RATE = 100.0
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny nets train faster on one thread, and the machine is shared."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def quiet_features(seconds: float = 1.0) -> SpeechFeatures:
+    rng = np.random.default_rng(5)
+    n = int(seconds * RATE)
+    return SpeechFeatures(np.full((n, 80), -8.0, np.float32) + 0.05 * rng.standard_normal((n, 80)).astype(np.float32),
+                          RATE, "logmel80")
+
+
+def synthetic_clip(seed: int, seconds: float = 8.0) -> ClipData:
+    """Bursts of 'speech' (a band of loud log-mel values) where the jaw opens; silence in between."""
+    rng = np.random.default_rng(seed)
+    n_feat = int(seconds * RATE)
+    voiced = np.zeros(n_feat, bool)
+    t = 20
+    while t < n_feat - 40:
+        length = int(rng.integers(15, 50))
+        voiced[t:t + length] = True
+        t += length + int(rng.integers(15, 50))
+    feats = np.full((n_feat, 80), -8.0, np.float32) + 0.05 * rng.standard_normal((n_feat, 80)).astype(np.float32)
+    feats[voiced, 10:40] = -2.0 + 0.3 * rng.standard_normal((voiced.sum(), 30)).astype(np.float32)
+    n_frames = int(seconds * FPS)
+    frame_voiced = voiced[np.round(np.arange(n_frames) / FPS * RATE).astype(int).clip(0, n_feat - 1)]
+    targets = np.full((n_frames, N_BLENDSHAPES), 0.05, np.float32)
+    targets[:, JAW_OPEN] = np.where(frame_voiced, 0.5, 0.02) + 0.01 * rng.standard_normal(n_frames)
+    speech = Speech(np.zeros(int(seconds * 16000), np.float32), 16000)
+    clip = ClipData(f"synthetic{seed}", f"spk{seed}", FPS, targets, speech)
+    clip.variants.append(Variant(SpeechFeatures(feats, RATE, "logmel80"), targets, "clean"))
+    return clip
+
+
+def small_config() -> NetConfig:
+    return NetConfig(feature_dim=80, window=16, channels=16, latent=8, context=2,
+                     n_out=len(MOUTH_BLENDSHAPES), dropout=0.0)
+
+
+def test_two_training_steps_change_the_weights():
+    clips = [synthetic_clip(0), synthetic_clip(1)]
+    norm = fit_normalizer(clips)
+    torch.manual_seed(0)
+    before = Audio2ExpressionNet(small_config()).state_dict()
+    net, losses = train_network(clips, small_config(), TrainConfig(steps=2, batch=4, seq_len=8),
+                                quiet_features(), norm, progress=False)
+    assert len(losses) == 2 and all(np.isfinite(losses))
+    after = net.state_dict()
+    assert any(not torch.equal(before[k], after[k]) for k in before)
+
+
+def test_silence_gives_rest_pose_and_speech_opens_mouth(tmp_path):
+    clips = [synthetic_clip(i) for i in range(3)]
+    norm = fit_normalizer(clips)
+    cfg = TrainConfig(steps=100, batch=8, seq_len=16, lr=3e-3, silence_prob=0.1)
+    net, losses = train_network(clips, small_config(), cfg, quiet_features(), norm,
+                                progress=False)
+    assert np.mean(losses[-20:]) < np.mean(losses[:20])
+    save_audio2expr(tmp_path, net, "logmel80", norm.mean, norm.std)   # no silence gate: the net alone
+    model = load_audio2expr(tmp_path)
+    assert model.gate_db is None
+    silent = Speech(np.zeros(16000 * 2, np.float32), 16000)
+    jaw_silent = model.predict(silent, FPS).weights[:, JAW_OPEN]
+    test = synthetic_clip(7)
+    pred = model.predict_features(test.variants[0].features, FPS, len(test.targets)).weights
+    tracked = test.targets[:, JAW_OPEN]
+    assert np.corrcoef(pred[:, JAW_OPEN], tracked)[0, 1] > 0.8
+    assert jaw_silent.max() < np.median(pred[:, JAW_OPEN])
+    assert len(model.predict(silent, 30000 / 1001)) == 60       # ceil(2 s * 29.97)
+
+
+def test_checkpoint_missing_or_tampered(tmp_path):
+    with pytest.raises(AvatarError, match="does not exist"):
+        load_audio2expr(tmp_path / "nothing")
+    net = Audio2ExpressionNet(small_config())
+    save_audio2expr(tmp_path, net, "logmel80", np.zeros(52), np.ones(52))
+    load_audio2expr(tmp_path)
+    data = bytearray((tmp_path / "model.safetensors").read_bytes())
+    data[-1] ^= 0xFF
+    (tmp_path / "model.safetensors").write_bytes(bytes(data))
+    with pytest.raises(AvatarError, match="hash"):
+        load_audio2expr(tmp_path)
+
+
+def test_best_offset_finds_a_known_shift():
+    rng = np.random.default_rng(0)
+    x = np.convolve(rng.standard_normal(300), np.ones(5) / 5, "same")
+    late = np.roll(x, 3)                     # prediction 3 frames late
+    lag, r = best_offset(late, x)
+    assert lag == 3 and r > 0.95
+
+
+def test_clip_metrics_fields():
+    t = np.random.default_rng(0).random((100, 52)).astype(np.float32)
+    m = clip_metrics(t, t, np.linspace(-40, -10, 100), np.arange(100) < 10)
+    assert m["jaw_r"] == pytest.approx(1.0) and m["best_offset_frames"] == 0
+    assert m["mouth_mae"] == 0.0 and "silent_rest_fraction_pred_median" in m
+
+
+def test_shipped_checkpoint_predicts_frames_for_tts():
+    from avatar.expression.checkpoint import DEFAULT_DIR
+    if not (DEFAULT_DIR / "config.json").is_file():
+        pytest.skip("no shipped checkpoint yet")
+    from avatar.audio import synthesize
+    model = load_audio2expr()
+    speech = synthesize("The quick brown fox jumps over the lazy dog.")
+    expr = model.predict(speech, 25.0)
+    assert len(expr) == int(np.ceil(speech.duration_s * 25.0 - 1e-6))
+    assert expr.weights.shape[1] == 52 and np.isfinite(expr.weights).all()
+    assert expr.weights[:, JAW_OPEN].std() > 0.01               # the mouth moves
