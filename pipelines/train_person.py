@@ -31,6 +31,7 @@ from avatar.video.probe import ffmpeg_exe, probe_video
 from avatar.video.reader import scaled_size
 
 MIN_SECONDS = 2.0
+TRACKED_FILES = ("target.mp4", "track.safetensors", "face_model.safetensors")  # hashed in person.json
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -80,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
               "fps": track.fps, "frame_size": list(track.frame_size), "n_frames": n,
               "holdout_start": train, "tracker_version": TRACKER_VERSION,
               "face_model": {"n_components": model.n_components}, "metrics": {"tracking": metrics},
-              "status": "tracked"}
+              "files": {f: sha256_file(folder / f) for f in TRACKED_FILES}, "status": "tracked"}
     write_json(folder / "person.json", merge_config(folder, config))
     write_previews(folder, target, track)
     print_summary(folder, metrics, model.n_components)
