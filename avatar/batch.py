@@ -34,7 +34,7 @@ from tqdm import tqdm
 
 from avatar.errors import AvatarError
 from avatar.io.person import check_person_name, person_dir
-from avatar.synthesis import MAX_TEXT_CHARS, SaySettings, settings_from
+from avatar.synthesis import SaySettings, settings_from, speakable_text
 
 STATUS_NAME = "status.jsonl"
 LOCK_NAME = ".batch.lock"
@@ -139,11 +139,9 @@ def parse_line(text: str, number: int, base: Path, default_person: str | None,
 
 
 def _check_text(value) -> None:
-    if not isinstance(value, str) or not value.strip():
-        raise AvatarError("'text' must be a non-empty string")
-    if len(value) > MAX_TEXT_CHARS:
-        raise AvatarError(f"'text' is {len(value)} characters, at most {MAX_TEXT_CHARS} per job; "
-                          "split it into several jobs")
+    if not isinstance(value, str):
+        raise AvatarError("'text' must be a string")
+    speakable_text(value)
 
 
 def _check_audio(value, base: Path) -> str:

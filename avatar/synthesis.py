@@ -186,6 +186,12 @@ def _latin(ch: str) -> bool:
 
 def speech_from_audio(path: str | Path) -> Speech:
     from avatar.audio import load_speech
+    path = check_audio_file(path)
+    return check_speech(load_speech(path), str(path))
+
+
+def check_audio_file(path: str | Path) -> Path:
+    """Cheap checks before any model is loaded: the file exists, is not empty, not too long."""
     from avatar.video.probe import check_input_file, ffmpeg_header
 
     path = check_input_file(path, "audio")
@@ -193,7 +199,7 @@ def speech_from_audio(path: str | Path) -> Speech:
     if duration > MAX_SPEECH_S:
         raise AvatarError(f"audio {path} is {duration / 60:.1f} min long, at most "
                           f"{MAX_SPEECH_S / 60:.0f} min fit one clip; cut it into parts")
-    return check_speech(load_speech(path), str(path))
+    return path
 
 
 def check_speech(speech: Speech, name: str) -> Speech:

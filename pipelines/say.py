@@ -74,8 +74,8 @@ def check_output_path(output: str) -> Path:
 
 def run(args) -> int:
     from avatar.io.provenance import audio_record, text_record
-    from avatar.synthesis import (load_person, load_target, speech_from_audio, speech_from_text,
-                                  stage)
+    from avatar.synthesis import (check_audio_file, load_person, load_target, speakable_text,
+                                  speech_from_audio, speech_from_text, stage)
 
     if (args.text is None) == (args.audio is None):
         raise AvatarError("give either a text to speak or --audio FILE (exactly one of them)")
@@ -83,6 +83,10 @@ def run(args) -> int:
     settings = settings_from_args(args)
     progress = not args.quiet
     t0 = time.perf_counter()
+    if args.audio is not None:          # cheap input checks before loading any model
+        check_audio_file(args.audio)
+    else:
+        spoken = speakable_text(args.text)
     person = load_person(args.person, device=args.device)
     target = load_target(person, settings.target_video, progress) if settings.target_video else None
     seconds = {"load": time.perf_counter() - t0}
@@ -91,7 +95,7 @@ def run(args) -> int:
             speech = speech_from_audio(args.audio)
             record = audio_record(args.audio, speech.duration_s)
         else:
-            speech = speech_from_text(args.text)
+            speech = speech_from_text(spoken)
             record = text_record(args.text)
     result = render_speech(person, speech, record, out, settings, target, progress, seconds,
                            args.device, args.audio2expr)

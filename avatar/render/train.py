@@ -96,12 +96,14 @@ def train_renderer(person_dir: Path, *, minutes: float, device: str = "auto", re
                    ablation_uv_only: bool = False, mouth_patch: bool = True,
                    batch_size: int | None = None, checkpoint_every: int = 100,
                    threads: int | None = None, write_person: bool | None = None,
-                   samples: RenderSamples | None = None, progress: bool = True) -> dict:
+                   samples: RenderSamples | None = None, progress: bool = True,
+                   model_config: RendererConfig | None = None) -> dict:
     """Train (or continue) the renderer of a person; return held-out metrics.
 
     The last 15 % of the target video's frames (or person.json's holdout_start) are never trained
     on. Writes <person>/renderer.safetensors (fp16) and person.json "renderer"/"metrics" unless
     this is an ablation run (write_person defaults to True only for the full model).
+    `model_config` sets texture/U-Net sizes (crop size and variant come from the arguments).
     """
     person_dir = Path(person_dir)
     if crop_size % 128:
@@ -111,7 +113,8 @@ def train_renderer(person_dir: Path, *, minutes: float, device: str = "auto", re
     dev = pick_device(device)
     if threads and dev.type == "cpu":
         torch.set_num_threads(threads)
-    config = RendererConfig(crop_size=crop_size, uv_only=ablation_uv_only, mouth_patch=mouth_patch)
+    config = replace(model_config or RendererConfig(), crop_size=crop_size, uv_only=ablation_uv_only,
+                     mouth_patch=mouth_patch)
     run_dir = Path(run_dir) if run_dir else default_run_dir(person_dir, config)
     run_dir.mkdir(parents=True, exist_ok=True)
     if samples is None:

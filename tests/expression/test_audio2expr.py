@@ -130,3 +130,14 @@ def test_shipped_checkpoint_predicts_frames_for_tts():
     assert len(expr) == int(np.ceil(speech.duration_s * 25.0 - 1e-6))
     assert expr.weights.shape[1] == 52 and np.isfinite(expr.weights).all()
     assert expr.weights[:, JAW_OPEN].std() > 0.01               # the mouth moves
+
+
+def test_speech_gate_closes_pauses():
+    from avatar.expression.checkpoint import speech_gate
+    feats = quiet_features(4.0)
+    values = feats.values.copy()
+    values[100:200, 10:40] = -1.0                       # speech from 1 s to 2 s
+    gate = speech_gate(SpeechFeatures(values, RATE, "logmel80"), FPS, 100, below_db=30.0)
+    assert gate.shape == (100,)
+    assert gate[30:45].min() == 1.0                     # 1.2-1.8 s: speech
+    assert gate[:15].max() == 0.0 and gate[60:].max() == 0.0
