@@ -263,12 +263,16 @@ def output_geometry(target: Target, settings: SaySettings) -> tuple[int, int, fl
     return out_w, out_h, out_w / w
 
 
+def check_start_frame(target: Target, settings: SaySettings) -> None:
+    if settings.start_frame >= len(target):
+        raise AvatarError(f"start frame {settings.start_frame} is past the end of the target video "
+                          f"({len(target)} frames); use 0 to {len(target) - 1}")
+
+
 def frame_indices(target: Target, settings: SaySettings, fps: float, n_frames: int) -> np.ndarray:
     """Which target frame each output frame uses: ping-pong from start_frame, or one frame."""
+    check_start_frame(target, settings)
     n_target = len(target)
-    if settings.start_frame >= n_target:
-        raise AvatarError(f"start frame {settings.start_frame} is past the end of the target video "
-                          f"({n_target} frames); use 0 to {n_target - 1}")
     if settings.head_motion == "still":
         return np.full(n_frames, settings.start_frame, np.int64)
     step = target.track.fps / fps

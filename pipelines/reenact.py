@@ -29,7 +29,7 @@ def run(args) -> int:
     from avatar.audio import load_speech
     from avatar.face.tracker import track_video
     from avatar.io.provenance import cached_sha256
-    from avatar.synthesis import load_person, load_target, make_video
+    from avatar.synthesis import check_start_frame, load_person, load_target, make_video
     from avatar.video.probe import check_input_file, has_audio_stream
     from pipelines.say import check_output_path, settings_from_args
 
@@ -40,6 +40,7 @@ def run(args) -> int:
     t0 = time.perf_counter()
     person = load_person(args.person, device=args.device)
     target = load_target(person, settings.target_video, progress) if settings.target_video else None
+    check_start_frame(target or person.target, settings)
     seconds = {"load": time.perf_counter() - t0}
     t = time.perf_counter()
     track = track_video(source, progress=progress)

@@ -74,8 +74,8 @@ def check_output_path(output: str) -> Path:
 
 def run(args) -> int:
     from avatar.io.provenance import audio_record, text_record
-    from avatar.synthesis import (check_audio_file, load_person, load_target, speakable_text,
-                                  speech_from_audio, speech_from_text, stage)
+    from avatar.synthesis import (check_audio_file, check_start_frame, load_person, load_target,
+                                  speakable_text, speech_from_audio, speech_from_text, stage)
 
     if (args.text is None) == (args.audio is None):
         raise AvatarError("give either a text to speak or --audio FILE (exactly one of them)")
@@ -89,6 +89,7 @@ def run(args) -> int:
         spoken = speakable_text(args.text)
     person = load_person(args.person, device=args.device)
     target = load_target(person, settings.target_video, progress) if settings.target_video else None
+    check_start_frame(target or person.target, settings)
     seconds = {"load": time.perf_counter() - t0}
     with stage("audio" if args.audio is not None else "tts", seconds, progress):
         if args.audio is not None:
