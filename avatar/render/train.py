@@ -22,6 +22,7 @@ from avatar.errors import AvatarError
 from avatar.io.files import atomic_output, read_json, write_json
 from avatar.io.person import REPO_ROOT
 from avatar.render.compose import box_mean
+from avatar.render.metrics import psnr, ssim
 from avatar.render.data import RenderSamples, person_samples
 from avatar.render.model import DeferredRenderer, RendererConfig
 from avatar.render.renderer import pick_device, render_band
@@ -32,7 +33,7 @@ SSIM_WEIGHT = 0.5
 TEXTURE_LR, NET_LR = 5e-3, 1e-3
 
 
-def ssim(a: torch.Tensor, b: torch.Tensor, r: int = 3) -> torch.Tensor:
+def ssim_torch(a: torch.Tensor, b: torch.Tensor, r: int = 3) -> torch.Tensor:
     """Mean SSIM of images [B, C, H, W] in [0, 1] with a (2r+1)^2 box window."""
     pool = lambda x: box_mean(x, r, "reflect")  # noqa: E731
     mu_a, mu_b = pool(a), pool(b)
@@ -47,7 +48,7 @@ def ssim(a: torch.Tensor, b: torch.Tensor, r: int = 3) -> torch.Tensor:
 def loss_terms(res, target: torch.Tensor) -> tuple[torch.Tensor, dict]:
     weight = 1 + MOUTH_WEIGHT * res.mouth
     l1 = (weight * (res.output - target).abs()).mean() / weight.mean()
-    structural = 1 - ssim(res.output, target)
+    structural = 1 - ssim_torch(res.output, target)
     total = l1 + SSIM_WEIGHT * structural
     return total, {"l1": l1.item(), "ssim_loss": structural.item()}
 
@@ -254,16 +255,10 @@ def render_crops(model, samples: RenderSamples, idx: np.ndarray, dev, batch: int
     return out
 
 
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
-    return float(10 * np.log10(255.0 ** 2 / max(mse, 1e-10)))
-
-
 def crop_metrics(rendered: np.ndarray, real: np.ndarray, top: int) -> dict:
-    from skimage.metrics import structural_similarity
     ps = [psnr(o, r) for o, r in zip(rendered, real)]
     band = [psnr(o[top:], r[top:]) for o, r in zip(rendered, real)]
-    ss = [structural_similarity(o, r, channel_axis=2, data_range=255) for o, r in zip(rendered, real)]
+    ss = [ssim(o, r) for o, r in zip(rendered, real)]
     return {"psnr": float(np.mean(ps)), "ssim": float(np.mean(ss)), "psnr_band": float(np.mean(band))}
 
 
