@@ -143,6 +143,7 @@ def train_renderer(person_dir: Path, *, minutes: float, device: str = "auto", re
     metrics.update(step=state["step"], train_minutes=round(state["elapsed_s"] / 60, 2),
                    device=str(dev), variant=default_run_dir(person_dir, config).name.split("-")[-2])
     write_json(run_dir / "metrics.json", metrics)
+    save_weights(run_dir / "renderer.safetensors", model.cpu(), {"metrics": metrics})
     if write_person if write_person is not None else (not ablation_uv_only and mouth_patch):
         _write_person(person_dir, model, run_config, metrics)
     return metrics
@@ -263,28 +264,30 @@ def crop_metrics(rendered: np.ndarray, real: np.ndarray, top: int) -> dict:
 
 
 def evaluate_holdout(model, samples: RenderSamples, dev) -> dict:
-    """PSNR/SSIM of held-out crops (rendered with their own tracked geometry) and of the
-    lower-face region alone (psnr_face: pixels where the renderer's alpha > 0.5)."""
+    """PSNR/SSIM of held-out crops (rendered with their own tracked geometry), plus PSNR of the
+    re-rendered lower face alone (psnr_face: where alpha > 0.5) and of the lips box (psnr_mouth)."""
     held = np.arange(samples.holdout_start, len(samples))
     if len(held) == 0:
         return {}
     rendered = render_crops(model, samples, held, dev)
     m = crop_metrics(rendered, samples.crops[held], model.config.band_top)
-    m["psnr_face"] = _face_psnr(model, samples, held, rendered, dev)
+    m.update(_region_psnr(model, samples, held, rendered, dev))
     m["holdout_frames"] = int(len(held))
     return m
 
 
-def _face_psnr(model, samples, held, rendered, dev) -> float:
-    top, errs = model.config.band_top, []
+def _region_psnr(model, samples, held, rendered, dev) -> dict:
+    top, errs = model.config.band_top, {"psnr_face": [], "psnr_mouth": []}
     with torch.inference_mode():
         for s in range(0, len(held), 8):
             verts, band = batch_tensors(samples, held[s:s + 8], dev, top)
-            alpha = render_band(model, verts, band).alpha[:, 0].cpu().numpy() > 0.5
+            res = render_band(model, verts, band)
             diff = rendered[s:s + 8, top:].astype(np.float64) - samples.crops[held[s:s + 8], top:]
-            errs.append((diff ** 2).mean(-1)[alpha])
-    mse = np.concatenate(errs).mean()
-    return float(10 * np.log10(255.0 ** 2 / max(mse, 1e-10)))
+            sq = (diff ** 2).mean(-1)
+            errs["psnr_face"].append(sq[res.alpha[:, 0].cpu().numpy() > 0.5])
+            errs["psnr_mouth"].append(sq[res.mouth[:, 0].cpu().numpy() > 0.5])
+    return {k: float(10 * np.log10(255.0 ** 2 / max(np.concatenate(v).mean(), 1e-10)))
+            for k, v in errs.items()}
 
 
 def _write_person(person_dir: Path, model, run_config: dict, metrics: dict) -> None:
