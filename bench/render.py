@@ -1,0 +1,105 @@
+"""Renderer speed: frames per second of FaceRenderer.render at 256^2 and 512^2, batch 1 and 8.
+
+    python bench/render.py [--device cpu] [--threads N] [--json bench/results/render.json]
+
+Frames are 1280x720 with a synthetic face (~400 px) moving a little; the renderer has random
+weights (speed does not depend on their values). Reported per setting: the whole call (crop,
+rasterize, texture + U-Net, feathered paste into the frame) and the parts of it.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from avatar.render.compose import crop_band, paste_band, to_crop_pixels  # noqa: E402
+from avatar.render.model import DeferredRenderer, RendererConfig  # noqa: E402
+from avatar.render.renderer import FaceRenderer, mesh_topology, pick_device  # noqa: E402
+from avatar.render.mouth import patch_vertices  # noqa: E402
+from avatar.render.raster import rasterize  # noqa: E402
+from avatar.render.synthetic import square_boxes, synthetic_model, synthetic_motion  # noqa: E402
+from avatar.types import Expressions  # noqa: E402
+
+
+def scene(n: int, width: int = 1280, height: int = 720):
+    model = synthetic_model(face_px=250)
+    blend, poses = synthetic_motion(n, 30.0, height)
+    poses = type(poses)(poses.scale, poses.rotation, poses.translation + np.array([width / 2 - height / 2, 0, 0], np.float32), poses.fps)
+    meshes = poses.apply(model.meshes(model.coefficients(Expressions(blend, 30.0)))).astype(np.float32)
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 255, (n, height, width, 3), dtype=np.uint8)
+    return meshes, frames, square_boxes(meshes)
+
+
+def timed(fn, repeats: int) -> float:
+    fn()                                   # warm-up
+    t = time.perf_counter()
+    for _ in range(repeats):
+        fn()
+    return (time.perf_counter() - t) / repeats
+
+
+def bench_setting(size: int, batch: int, device: torch.device, repeats: int) -> dict:
+    torch.manual_seed(0)
+    renderer = FaceRenderer(DeferredRenderer(RendererConfig(crop_size=size)), device)
+    cfg = renderer.config
+    meshes, frames, boxes = scene(batch)
+    whole = timed(lambda: renderer.render(meshes, frames, boxes), repeats)
+    verts = torch.from_numpy(to_crop_pixels(meshes, boxes, size)).to(device)
+    verts = patch_vertices(verts - torch.tensor([0.0, cfg.band_top, 0.0], device=device))
+    faces, uvs = (torch.as_tensor(a, device=device) for a in mesh_topology(True))
+    raster = timed(lambda: rasterize(verts, faces, uvs, (cfg.band_height, size)), repeats)
+    frags = rasterize(verts, faces, uvs, (cfg.band_height, size))
+    rgb = torch.rand(batch, 3, cfg.band_height, size, device=device)
+    hole = torch.zeros(batch, 1, cfg.band_height, size, device=device)
+    with torch.inference_mode():
+        net = timed(lambda: renderer.model(frags.uv, frags.mask, rgb, hole), repeats)
+    band = np.zeros((cfg.band_height, size, 3), np.float32)
+    alpha = np.ones((cfg.band_height, size), np.float32)
+    crop = timed(lambda: [crop_band(f, b, size, cfg.band_top) for f, b in zip(frames, boxes)], repeats)
+    paste = timed(lambda: [paste_band(f, band, alpha, b, size, cfg.band_top)
+                           for f, b in zip(frames, boxes)], repeats)
+    return {"crop_size": size, "batch": batch, "fps": batch / whole,
+            "ms_per_frame": {"total": 1000 * whole / batch, "rasterize": 1000 * raster / batch,
+                             "network": 1000 * net / batch, "crop": 1000 * crop / batch,
+                             "paste": 1000 * paste / batch}}
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--sizes", default="256,512")
+    p.add_argument("--batches", default="1,8")
+    p.add_argument("--json", default=str(Path(__file__).parent / "results" / "render.json"))
+    args = p.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = pick_device(args.device)
+    results = [bench_setting(int(s), int(b), device, args.repeats)
+               for s in args.sizes.split(",") for b in args.batches.split(",")]
+    cfg = RendererConfig()
+    report = {"device": str(device), "torch": torch.__version__, "threads": torch.get_num_threads(),
+              "cpu": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
+              "frame": "1280x720", "network": {"channels": list(cfg.channels),
+                                                 "texture": [cfg.texture_channels, cfg.texture_size]},
+              "note": "renders the lower band (5/8) of the crop; other engineers share these cores",
+              "results": results}
+    text = json.dumps(report, indent=2)
+    print(text)
+    Path(args.json).write_text(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
