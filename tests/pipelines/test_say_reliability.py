@@ -110,8 +110,10 @@ def test_person_name_with_dots(capsys, tmp_path, models):
 
 @pytest.mark.parametrize("name,damage,expected", [
     ("renderer.safetensors", "flip", "fails its checksum"),
-    ("face_model.safetensors", "truncate", "damaged or not a safetensors file"),
-    ("track.safetensors", "truncate", "damaged or not a safetensors file"),
+    ("face_model.safetensors", "flip", "does not match the sha256 in person.json"),
+    ("face_model.safetensors", "truncate", "does not match the sha256 in person.json"),
+    ("track.safetensors", "truncate", "does not match the sha256 in person.json"),
+    ("target.mp4", "flip", "does not match the sha256 in person.json"),
     ("person.json", "garble", "is not valid JSON"),
 ])
 def test_tampered_person_files(capsys, tmp_path, models, name, damage, expected):

@@ -13,7 +13,7 @@ import numpy as np
 
 from avatar.face.crop import smooth_crop_boxes
 from avatar.face.mesh import canonical_mesh
-from avatar.io.files import write_json
+from avatar.io.files import sha256_file, write_json
 from avatar.io.person import FORMAT_VERSION, save_face_model, save_track
 from avatar.types import JAW_OPEN, N_BLENDSHAPES, FaceTrack, HeadPoses, PersonFaceModel
 from avatar.video.writer import VideoWriter
@@ -83,9 +83,11 @@ def make_tiny_person(folder: Path) -> Path:
     with VideoWriter(folder / "target.mp4", WIDTH, HEIGHT, FPS, watermark=False, crf=12) as out:
         out.write(target_frames())
     save_tiny_renderer(folder / "renderer.safetensors")
+    files = {f: sha256_file(folder / f)                 # as train-person records them
+             for f in ("face_model.safetensors", "track.safetensors", "target.mp4")}
     write_json(folder / "person.json", {"format_version": FORMAT_VERSION, "fps": FPS,
                                         "frame_size": [WIDTH, HEIGHT], "n_frames": N_FRAMES,
-                                        "name": folder.name})
+                                        "name": folder.name, "files": files})
     return folder
 
 
