@@ -15,6 +15,7 @@ import torch
 
 BUCKETS = (4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048)   # bounding-box sides tried in turn
 MAX_CANDIDATES = 1 << 23    # pixel tests per chunk (memory bound)
+EPS = 1e-6                  # pixels this close outside an edge count as inside (no cracks)
 
 
 @dataclass(frozen=True)
@@ -52,11 +53,14 @@ def rasterize(vertices: torch.Tensor, faces: torch.Tensor, uvs: torch.Tensor,
             keep = (winner[pix] == fid)
             bary[pix[keep]] = w[keep]
     mask = winner >= 0
-    face_local = torch.where(mask, winner % faces.shape[0], torch.zeros_like(winner))
-    tri_uv = uvs.to(device)[faces][face_local]                         # [N, 3, 2]
-    uv = (bary[:, :, None] * tri_uv).sum(1) * mask[:, None]
+    hit = torch.nonzero(mask).squeeze(1)
+    face_hit = winner[hit] % faces.shape[0]
+    corner_uv = uvs.to(device=device, dtype=torch.float32)[faces.to(device)[face_hit]]   # [N, 3, 2]
+    uv = torch.zeros(npix, 2, device=device)
+    uv[hit] = (bary[hit][:, :, None] * corner_uv).sum(1)
     depth = torch.where(mask, zbuf, torch.full_like(zbuf, float("inf")))
-    face = torch.where(mask, face_local, torch.full_like(winner, -1))
+    face = torch.full_like(winner, -1)
+    face[hit] = face_hit
     shape = (b, height, width)
     return Fragments(uv.view(*shape, 2), mask.view(shape), depth.view(shape), face.view(shape))
 
@@ -84,32 +88,28 @@ def _candidates(tri: torch.Tensor, height: int, width: int):
 def _bucket(flat, lo, ids, side, f, height, width):
     if ids.numel() == 0:
         return
-    device = flat.device
-    offs = torch.arange(side, device=device, dtype=flat.dtype)
-    px = lo[ids, 0, None, None] + offs[None, None, :]                  # [n, 1, side]
-    py = lo[ids, 1, None, None] + offs[None, :, None]                  # [n, side, 1]
-    px, py = px.expand(-1, side, side).reshape(len(ids), -1), py.expand(-1, side, side).reshape(len(ids), -1)
-    w = _barycentric(flat[ids], px + 0.5, py + 0.5)                    # [n, side*side, 3]
-    inside = (w >= -1e-6).all(2) & (px < width) & (py < height)
-    n_idx, k_idx = torch.nonzero(inside, as_tuple=True)
+    tri = flat[ids]
+    offs = torch.arange(side, device=flat.device, dtype=flat.dtype)
+    x0, y0 = tri[:, 0, 0, None, None], tri[:, 0, 1, None, None]
+    ex1, ey1 = tri[:, 1, 0, None, None] - x0, tri[:, 1, 1, None, None] - y0
+    ex2, ey2 = tri[:, 2, 0, None, None] - x0, tri[:, 2, 1, None, None] - y0
+    area = ex1 * ey2 - ex2 * ey1
+    inv = torch.where(area.abs() < 1e-9, torch.full_like(area, float("nan")), 1.0 / area)
+    px = lo[ids, 0, None, None] + offs[None, None, :]                  # [n, 1, side] columns
+    py = lo[ids, 1, None, None] + offs[None, :, None]                  # [n, side, 1] rows
+    dx, dy = px + 0.5 - x0, py + 0.5 - y0                               # pixel centres
+    w1 = (dx * ey2 - ex2 * dy) * inv                                    # [n, side, side]
+    w2 = (ex1 * dy - dx * ey1) * inv
+    inside = (w1 >= -EPS) & (w2 >= -EPS) & (w1 + w2 <= 1 + EPS) & (px < width) & (py < height)
+    n_idx, r_idx, c_idx = torch.nonzero(inside, as_tuple=True)
     if n_idx.numel() == 0:
         return
-    w = w[n_idx, k_idx]
-    z = (w * flat[ids[n_idx], :, 2]).sum(1)
+    w1, w2 = w1[n_idx, r_idx, c_idx], w2[n_idx, r_idx, c_idx]
+    w = torch.stack([1 - w1 - w2, w1, w2], 1)
     gid = ids[n_idx]
-    batch = gid // f
-    pix = batch * (height * width) + py[n_idx, k_idx].long() * width + px[n_idx, k_idx].long()
+    zs = flat[gid, :, 2]
+    z = zs[:, 0] + w1 * (zs[:, 1] - zs[:, 0]) + w2 * (zs[:, 2] - zs[:, 0])
+    row = lo[gid, 1].long() + r_idx
+    col = lo[gid, 0].long() + c_idx
+    pix = (gid // f) * (height * width) + row * width + col
     yield pix, z, gid, w
-
-
-def _barycentric(tri: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Barycentric weights [n, k, 3] of points (x, y) [n, k] in triangles tri [n, 3, 3]."""
-    x0, y0 = tri[:, 0, 0, None], tri[:, 0, 1, None]
-    x1, y1 = tri[:, 1, 0, None], tri[:, 1, 1, None]
-    x2, y2 = tri[:, 2, 0, None], tri[:, 2, 1, None]
-    area = (x1 - x0) * (y2 - y0) - (x2 - x0) * (y1 - y0)
-    area = torch.where(area.abs() < 1e-9, torch.full_like(area, float("nan")), area)
-    w1 = ((x - x0) * (y2 - y0) - (x2 - x0) * (y - y0)) / area
-    w2 = ((x1 - x0) * (y - y0) - (x - x0) * (y1 - y0)) / area
-    w0 = 1.0 - w1 - w2
-    return torch.stack([w0, w1, w2], dim=-1)
