@@ -100,3 +100,15 @@ def test_seed_reproducible(tmp_path, models):
         assert say(models, out, "--audio", str(wav), "--blink", "synthetic", "--seed", "7") == 0
     fa, fb = VideoReader(a).read_all(), VideoReader(b).read_all()
     assert np.array_equal(fa, fb)
+
+
+def test_say_into_another_target_video(tmp_path, models, face_video):
+    """--target-video: the clip is tracked, aligned to the person's face model and rendered into."""
+    out = tmp_path / "other.mp4"
+    wav = speech_wav(tmp_path / "s.wav", 1.5)
+    assert say(models, out, "--audio", str(wav), "--target-video", str(face_video)) == 0
+    check = check_media(out, 16000)
+    assert check.errors == "" and check.n_frames == 15                 # face_video runs at 10 fps
+    assert VideoReader(out).info.width == 256
+    meta = json.loads(out.with_suffix(".json").read_text())
+    assert meta["settings"]["target_video"] == "face.mp4"
