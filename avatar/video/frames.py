@@ -89,14 +89,19 @@ class TargetFrames:
             os.pwrite(self._fd, frame.tobytes(), self.decoded * self.frame_bytes)
         self._current = (self.decoded, frame)
         self.decoded += 1
+        if self.decoded > self.last_needed:
+            self._close_reader()                  # all needed frames are in: let ffmpeg go
+
+    def _close_reader(self) -> None:
+        close = getattr(self._frames, "close", None)
+        if close:
+            close()
 
     def close(self) -> None:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
-        close = getattr(self._frames, "close", None)
-        if close:
-            close()
+        self._close_reader()
 
     def __enter__(self) -> "TargetFrames":
         return self
