@@ -56,7 +56,19 @@ def run(args) -> int:
     if args.json:
         write_json(args.json, metrics)
     write_json(out.with_name("metrics.json"), metrics)
+    if not args.weights:
+        record_in_person(folder, metrics)
     return 0
+
+
+def record_in_person(folder: Path, metrics: dict) -> None:
+    """Keep the summary in person.json under metrics.evaluate.<clip>:<drive>."""
+    from avatar.io.files import read_json, write_json
+    config = read_json(folder / "person.json", "person config")
+    summary = {k: metrics[k] for k in ("psnr", "ssim", "lmd_px", "n_frames", "frames", "crop")}
+    key = f"{Path(metrics['video']).name}:{metrics['drive']}"
+    config.setdefault("metrics", {}).setdefault("evaluate", {})[key] = summary
+    write_json(folder / "person.json", config)
 
 
 def load_drive(video: Path, drive: str, track, model):
