@@ -15,6 +15,7 @@ import functools
 import math
 import time
 import unicodedata
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -391,26 +392,11 @@ def make_video(person: Person, speech: Speech | None, expressions: Expressions, 
                 "description": f"synthetic talking-head video of '{person.name}' "
                                f"(avatar-toolkit {command})"}
     t0 = time.perf_counter()
-    timing = {"render": 0.0, "frames": 0.0, "encode": 0.0}
     with TargetFrames(target.path, (width, height), indices) as frames, \
             VideoWriter(out, width, height, fps, audio=speech, metadata=metadata,
                         watermark=settings.watermark, n_frames=n_frames) as writer:
-        bar = tqdm(total=n_frames, desc="render", unit="frame", disable=not progress)
-        for start in range(0, n_frames, settings.batch_size):
-            idx = indices[start:start + settings.batch_size]
-            t = time.perf_counter()
-            batch = frames.get(idx)
-            timing["frames"] += time.perf_counter() - t
-            t = time.perf_counter()
-            meshes, boxes = posed_meshes(person.face_model, target, weights.weights[start:start + len(idx)],
-                                         idx, scale, fps)
-            rendered = person.renderer.render(meshes, batch, boxes)
-            timing["render"] += time.perf_counter() - t
-            t = time.perf_counter()
-            writer.write(rendered)
-            timing["encode"] += time.perf_counter() - t
-            bar.update(len(idx))
-        bar.close()
+        timing = _render_loop(person, target, frames, writer, indices, weights.weights, scale, fps,
+                              settings.batch_size, progress)
         t = time.perf_counter()
     timing["encode"] += time.perf_counter() - t       # ffmpeg finishing after the last frame
     seconds.update(timing)
@@ -426,6 +412,46 @@ def make_video(person: Person, speech: Speech | None, expressions: Expressions, 
                           "duration_s": round(n_frames / fps, 4), "watermark": settings.watermark,
                           "audio": speech is not None})
     return result
+
+
+def _render_loop(person: Person, target: Target, frames: TargetFrames, writer: VideoWriter,
+                 indices: np.ndarray, weights: np.ndarray, scale: float, fps: float,
+                 batch_size: int, progress: bool) -> dict:
+    """Render batch after batch while two helper threads decode the next target frames and
+    encode the previous batch (ffmpeg pipes and numpy copies release the GIL). Returns the time
+    the loop spent rendering and waiting for frames / for the encoder."""
+    timing = {"render": 0.0, "frames": 0.0, "encode": 0.0}
+    n = len(indices)
+    starts = list(range(0, n, batch_size))
+    bar = tqdm(total=n, desc="render", unit="frame", disable=not progress)
+    with ThreadPoolExecutor(2, thread_name_prefix="avatar-io") as pool:
+        next_frames = pool.submit(frames.get, indices[0:batch_size])
+        pending_write = None
+        for i, start in enumerate(starts):
+            idx = indices[start:start + batch_size]
+            t = time.perf_counter()
+            batch = next_frames.result()
+            timing["frames"] += time.perf_counter() - t
+            if i + 1 < len(starts):
+                nxt = starts[i + 1]
+                next_frames = pool.submit(frames.get, indices[nxt:nxt + batch_size])
+            t = time.perf_counter()
+            meshes, boxes = posed_meshes(person.face_model, target,
+                                         weights[start:start + len(idx)], idx, scale, fps)
+            rendered = person.renderer.render(meshes, batch, boxes)
+            timing["render"] += time.perf_counter() - t
+            t = time.perf_counter()
+            if pending_write is not None:
+                pending_write.result()
+            pending_write = pool.submit(writer.write, rendered)
+            timing["encode"] += time.perf_counter() - t
+            bar.update(len(idx))
+        t = time.perf_counter()
+        if pending_write is not None:
+            pending_write.result()
+        timing["encode"] += time.perf_counter() - t
+    bar.close()
+    return timing
 
 
 def posed_meshes(model: PersonFaceModel, target: Target, weights: np.ndarray, idx: np.ndarray,
