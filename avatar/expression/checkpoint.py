@@ -75,7 +75,7 @@ class Audio2Expression:
 
 
 def speech_gate(feats: SpeechFeatures, fps: float, n_frames: int, below_db: float,
-                hold_s: float = 0.12) -> np.ndarray:
+                hold_s: float = 0.06) -> np.ndarray:
     """[n_frames] in [0, 1]: 1 where there is speech within +-hold_s of the frame, ramped."""
     db = loudness_db(feats)
     if len(db) == 0:
