@@ -113,21 +113,39 @@ def _whisper_model():
 
 
 def whisper_mel(samples: np.ndarray) -> np.ndarray:
-    """Whisper's own log-mel input: [80, N/160] (hann 400, hop 160, log10, 8-decade floor)."""
-    import librosa
-    fb = _whisper_filters()
-    stft = librosa.stft(np.asarray(samples, np.float32), n_fft=400, hop_length=160, window="hann",
-                        center=True, pad_mode="reflect")
-    power = np.abs(stft[:, :-1]) ** 2
-    log_spec = np.log10(np.maximum(fb @ power, 1e-10))
+    """Whisper's own log-mel input: [80, N/160] (hann 400, hop 160, log10, 8-decade floor).
+    Plain numpy (no librosa: its first call costs seconds of JIT start-up)."""
+    x = np.pad(np.asarray(samples, np.float32), 200, mode="reflect")
+    n_frames = 1 + (len(x) - 400) // 160
+    frames = np.lib.stride_tricks.sliding_window_view(x, 400)[::160][:n_frames]
+    window = (0.5 - 0.5 * np.cos(2 * np.pi * np.arange(400) / 400)).astype(np.float32)  # periodic hann
+    power = (np.abs(np.fft.rfft(frames * window, axis=1)) ** 2).T[:, :-1]
+    log_spec = np.log10(np.maximum(_whisper_filters() @ power, 1e-10))
     log_spec = np.maximum(log_spec, max(log_spec.max(), -2.0) - 8.0)
     return ((log_spec + 4.0) / 4.0).astype(np.float32)
 
 
 @functools.lru_cache(maxsize=1)
 def _whisper_filters() -> np.ndarray:
-    import librosa
-    return librosa.filters.mel(sr=_SR, n_fft=400, n_mels=80)
+    """Slaney-style mel filterbank (librosa.filters.mel(sr=16000, n_fft=400, n_mels=80))."""
+    def hz_to_mel(f):
+        f = np.asarray(f, np.float64)
+        lin = f / (200.0 / 3)
+        return np.where(f >= 1000, 15 + np.log(np.maximum(f, 1e-10) / 1000) / (np.log(6.4) / 27), lin)
+
+    def mel_to_hz(m):
+        m = np.asarray(m, np.float64)
+        return np.where(m >= 15, 1000 * np.exp((np.log(6.4) / 27) * (m - 15)), m * (200.0 / 3))
+
+    fft_freqs = np.linspace(0, _SR / 2, 201)
+    mel_f = mel_to_hz(np.linspace(hz_to_mel(0.0), hz_to_mel(_SR / 2), 82))
+    fdiff = np.diff(mel_f)
+    ramps = mel_f[:, None] - fft_freqs[None, :]
+    lower = -ramps[:-2] / fdiff[:-1, None]
+    upper = ramps[2:] / fdiff[1:, None]
+    weights = np.maximum(0, np.minimum(lower, upper))
+    weights *= (2.0 / (mel_f[2:82] - mel_f[:80]))[:, None]
+    return weights.astype(np.float32)
 
 
 def whisper_encoder_features(samples: np.ndarray) -> np.ndarray:
