@@ -101,6 +101,7 @@ def bench_rtf(args) -> dict:
     fps = float(person.target.track.fps)
     out = Path(tempfile.mkdtemp(prefix="bench-say-")) / "say.mp4"
 
+    cpu0 = cpu_seconds()
     t0 = time.perf_counter()
     speech = speech_from_text(args.text)
     t1 = time.perf_counter()
@@ -111,6 +112,7 @@ def bench_rtf(args) -> dict:
     result = make_video(person, speech, expressions, out, settings, text_record(args.text),
                         progress=False, models=model_hashes(args.audio2expr))
     t4 = time.perf_counter()
+    cpu = cpu_seconds() - cpu0
 
     dur = speech.duration_s
     s = result.seconds
@@ -128,8 +130,17 @@ def bench_rtf(args) -> dict:
             "stages_rtf": {k: round(v / dur, 3) for k, v in stages.items()},
             "stages_share": {k: round(v / total, 3) for k, v in stages.items()},
             "total_s": round(total, 2), "rtf": round(total / dur, 3),
+            "cpu_s": round(cpu, 2), "cpu_s_per_speech_s": round(cpu / dur, 3),
+            "cpu_s_per_speech_s_per_core": round(cpu / dur / (os.cpu_count() or 1), 3),
             "output_ok": check.errors == "" and check.n_frames == result.n_frames,
             "load_avg_after": os.getloadavg()}
+
+
+def cpu_seconds() -> float:
+    """User + system CPU time of this process and its finished children (ffmpeg)."""
+    import resource
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
 
 
 def long_audio(minutes: float, source: Path, folder: Path) -> Path:
