@@ -32,7 +32,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--holdout", nargs="*", default=["aoc", "vr_man"], metavar="SPEAKER",
                    help="speakers (folder names) kept out of training for evaluation (default: aoc vr_man)")
     p.add_argument("--minutes", type=float, default=20.0, help="training time budget (default 20)")
-    p.add_argument("--steps", type=int, default=2500, help="optimizer steps at most (default 2500)")
+    p.add_argument("--steps", type=int, default=1000, help="optimizer steps at most (default 1000)")
     p.add_argument("--features", choices=["whisper_tiny", "logmel80"], default="whisper_tiny")
     p.add_argument("--out", type=Path, default=REPO / "checkpoints" / "audio2expr",
                    help="checkpoint folder to write (default checkpoints/audio2expr)")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from avatar.audio.features import frame_windows, speech_features
+from avatar.audio.features import speech_features
 from avatar.audio.load import frame_rms_db, normalize_loudness
 from avatar.errors import AvatarError
 from avatar.types import Speech, SpeechFeatures
@@ -131,6 +131,3 @@ def silent_frames(speech: Speech, fps: float, n_frames: int, below_db: float = 3
         out[t] = len(seg) > 0 and bool(seg.all())
     return out
 
-
-__all__ = ["ClipData", "Variant", "find_clips", "build_variants", "silence_features",
-           "frame_loudness_db", "silent_frames", "frame_windows"]

@@ -8,7 +8,6 @@ and removed; the median offset over clips is kept, so natural anticipation is no
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,7 +23,7 @@ STD_FLOOR = 0.02
 
 @dataclass(frozen=True)
 class TrainConfig:
-    steps: int = 2500
+    steps: int = 1000
     batch: int = 16
     seq_len: int = 24
     lr: float = 2e-3
@@ -149,8 +148,7 @@ class Sampler:
         n = len(z)
         start = int(self.rng.integers(0, max(n - length, 0) + 1))
         frames = np.arange(start, start + length).clip(0, n - 1)
-        scale = clip.variants[vi].targets.shape[0] / max(len(clip.targets), 1)
-        return clip.windows(vi, frames, self.window), z[frames] if scale else z[frames]
+        return clip.windows(vi, frames, self.window), z[frames]
 
     def batch(self, size: int, length: int, silence_prob: float) -> tuple[torch.Tensor, torch.Tensor]:
         xs, ys = zip(*(self.sequence(length, silence_prob) for _ in range(size)))
@@ -200,6 +198,3 @@ def _augment_features(x: torch.Tensor, cfg: TrainConfig, rng: np.random.Generato
         x = x * (1 - mask) + mask * x.mean()
     return x
 
-
-def cosine_steps(total_s: float, step_s: float) -> int:
-    return max(int(math.floor(total_s / max(step_s, 1e-3))), 1)
