@@ -40,6 +40,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--audio-check", type=Path, default=DEFAULT_AUDIO_CHECK,
                    help="folder of audio-only clips to check (jawOpen r vs loudness, plots)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--evaluate-only", action="store_true",
+                   help="do not train: evaluate the checkpoint in --out on the held-out speakers")
     p.add_argument("--silence-gate-db", type=float, default=30.0,
                    help="close the mouth where the audio is this many dB below the speech level "
                         "(default 30; negative disables)")
@@ -51,7 +53,6 @@ def run(args: argparse.Namespace) -> int:
     from avatar.expression.data import build_variants, find_clips, silence_features
     from avatar.expression.model import NetConfig
     from avatar.expression.train import TrainConfig, estimate_offsets, fit_normalizer, train_network
-    from avatar.io.files import write_json
     from avatar.types import MOUTH_BLENDSHAPES
 
     torch.set_num_threads(1)
@@ -70,6 +71,12 @@ def run(args: argparse.Namespace) -> int:
         raise AvatarError("no training clips left after --holdout; hold out fewer speakers")
     print(f"{len(train)} training clips ({sum(len(c.targets) for c in train)} frames), "
           f"{len(test)} held-out clips; building features ({args.features}) ...")
+    if args.evaluate_only:
+        model = load_audio2expr(args.out)
+        for c in test:
+            build_variants(c, ["clean"], model.feature_kind, seed=0)
+        metrics = evaluate_clips(model, test, run_dir / "heldout_curves.png", "held-out speakers")
+        return finish(args, model, metrics, run_dir, started)
     net_cfg = NetConfig(feature_dim=385 if args.features == "whisper_tiny" else 80,
                         window=16 if args.features == "whisper_tiny" else 32,
                         n_out=len(MOUTH_BLENDSHAPES))
@@ -99,11 +106,17 @@ def run(args: argparse.Namespace) -> int:
     metrics = evaluate_clips(model, test, run_dir / "heldout_curves.png", "held-out speakers")
     metrics["training_clips_in_sample"] = evaluate_clips(model, train, run_dir / "train_curves.png",
                                                          "training clips (in-sample)")
+    metrics["loss_curve"] = [float(np.mean(losses[i:i + 50])) for i in range(0, len(losses), 50)]
+    return finish(args, model, metrics, run_dir, started)
+
+
+def finish(args, model, metrics: dict, run_dir: Path, started: float) -> int:
+    from avatar.io.files import write_json
     if args.audio_check and Path(args.audio_check).is_dir():
         metrics["audio_only_clips"] = check_audio_only(model, Path(args.audio_check), run_dir / "audio_only_curves.png")
-    metrics["train_minutes"] = (time.monotonic() - started) / 60
-    metrics["feature_kind"] = args.features
-    metrics["loss_curve"] = [float(np.mean(losses[i:i + 50])) for i in range(0, len(losses), 50)]
+    metrics["minutes"] = (time.monotonic() - started) / 60
+    metrics["feature_kind"] = model.feature_kind
+    metrics["checkpoint"] = str(args.out)
     write_json(run_dir / "metrics.json", metrics)
     summary = metrics.get("summary", {})
     print(f"held-out: jawOpen r {summary.get('mean_jaw_r', float('nan')):.3f} "

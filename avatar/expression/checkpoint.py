@@ -24,6 +24,7 @@ from avatar.io.files import load_arrays, read_json, save_arrays, sha256_file, wr
 from avatar.types import BLENDSHAPE_NAMES, MOUTH_BLENDSHAPES, Expressions, Speech, SpeechFeatures
 
 FORMAT_VERSION = 1
+SILENCE_FLOOR_DB = -60.0     # audio below this (dBFS, after loudness normalization) is never speech
 CHUNK_FRAMES = 1500          # inference in chunks of this many frames (constant memory)
 DEFAULT_DIR = Path(__file__).resolve().parents[2] / "checkpoints" / "audio2expr"
 
@@ -76,12 +77,13 @@ class Audio2Expression:
 
 def speech_gate(feats: SpeechFeatures, fps: float, n_frames: int, below_db: float,
                 hold_s: float = 0.06) -> np.ndarray:
-    """[n_frames] in [0, 1]: 1 where there is speech within +-hold_s of the frame, ramped."""
+    """[n_frames] in [0, 1]: 1 where there is speech within +-hold_s of the frame, ramped.
+    Speech = louder than `below_db` under the 90th-percentile level and than SILENCE_FLOOR_DB."""
     db = loudness_db(feats)
     if len(db) == 0:
         return np.ones(n_frames, np.float32)
     level = float(np.percentile(db, 90))
-    active = (db > level - below_db).astype(np.float32)
+    active = ((db > level - below_db) & (db > SILENCE_FLOOR_DB)).astype(np.float32)
     half = max(int(round(hold_s * feats.rate_hz)), 1)
     kernel = np.ones(2 * half + 1, np.float32)
     near = np.convolve(active, kernel, "same") > 0

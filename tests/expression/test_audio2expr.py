@@ -130,6 +130,8 @@ def test_shipped_checkpoint_predicts_frames_for_tts():
     assert len(expr) == int(np.ceil(speech.duration_s * 25.0 - 1e-6))
     assert expr.weights.shape[1] == 52 and np.isfinite(expr.weights).all()
     assert expr.weights[:, JAW_OPEN].std() > 0.01               # the mouth moves
+    silent = model.predict(Speech(np.zeros(16000, np.float32), 16000), 25.0).weights[:, JAW_OPEN]
+    assert silent.max() < np.median(expr.weights[:, JAW_OPEN])   # digital silence: mouth at rest
 
 
 def test_speech_gate_closes_pauses():
