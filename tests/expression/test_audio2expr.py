@@ -143,3 +143,26 @@ def test_speech_gate_closes_pauses():
     assert gate.shape == (100,)
     assert gate[30:45].min() == 1.0                     # 1.2-1.8 s: speech
     assert gate[:15].max() == 0.0 and gate[60:].max() == 0.0
+
+
+def test_tempo_augmentation_keeps_face_in_sync():
+    from avatar.expression.data import resample_targets
+    fps, rate = 25.0, 1.1                           # audio played 10 % faster
+    t = np.arange(100) / fps
+    targets = np.stack([np.sin(t * 3.0)] * 52, 1).astype(np.float32)
+    new = resample_targets(targets, fps, rate, n_audio_s=100 / fps / rate)
+    assert len(new) == round(100 / rate)
+    new_t = np.arange(len(new)) / fps
+    np.testing.assert_allclose(new[:, JAW_OPEN], np.sin(new_t * rate * 3.0), atol=0.01)
+
+
+def test_offsets_found_for_shifted_clips():
+    """A clip whose face lags its audio by 3 frames is detected by the held-out ridge step."""
+    from avatar.expression.train import estimate_offsets
+    clips = [synthetic_clip(i, seconds=12.0) for i in range(4)]
+    late = clips[3]
+    shifted = np.roll(late.targets, 3, axis=0)      # face 3 frames after the audio
+    late.targets[:] = shifted
+    late.variants[0] = Variant(late.variants[0].features, shifted, "clean")
+    offsets = estimate_offsets(clips, window=16, lam=10.0)
+    assert offsets[late.name] == -3 and all(abs(offsets[c.name]) <= 1 for c in clips[:3])
