@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from avatar.errors import AvatarError
-from avatar.io.files import atomic_output, read_json, write_json
+from avatar.io.files import atomic_output, read_json, sha256_file, write_json
 from avatar.io.person import REPO_ROOT
 from avatar.render.compose import box_mean
 from avatar.render.metrics import psnr, ssim
@@ -295,5 +295,7 @@ def _write_person(person_dir: Path, model, run_config: dict, metrics: dict) -> N
     path = person_dir / "person.json"
     config = read_json(path, "person config")
     config["renderer"] = {**run_config, "weights": "renderer.safetensors"}
+    if isinstance(config.get("files"), dict):     # say checks these hashes before rendering
+        config["files"]["renderer.safetensors"] = sha256_file(person_dir / "renderer.safetensors")
     config.setdefault("metrics", {})["renderer_holdout"] = metrics
     write_json(path, config)
