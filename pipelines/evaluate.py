@@ -124,8 +124,9 @@ def _render_and_measure(renderer, video, track, meshes, start, out_video, batch,
     from avatar.render.metrics import LipLandmarks
     from avatar.video.reader import VideoReader
 
-    reader = VideoReader(video, max_side=max(track.frame_size), start_frame=start,
-                         max_frames=len(track) - start)
+    # decode from the first frame and skip: ffmpeg's select filter (VideoReader start_frame)
+    # repeats the first selected frame on some clips (seen on obama_bookshelf_c.mp4)
+    reader = VideoReader(video, max_side=max(track.frame_size), max_frames=len(track))
     lips = LipLandmarks()
     scores: dict[str, list] = {"psnr": [], "ssim": [], "lmd": []}
     writer = _side_by_side_writer(out_video, track) if out_video else None
@@ -134,7 +135,9 @@ def _render_and_measure(renderer, video, track, meshes, start, out_video, batch,
     pending: list[np.ndarray] = []
     t = start
     try:
-        for frame in reader:
+        for i, frame in enumerate(reader):
+            if i < start:
+                continue
             pending.append(frame)
             if len(pending) == batch:
                 _flush(renderer, pending, meshes, track, t, scores, lips, writer)
