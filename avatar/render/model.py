@@ -60,6 +60,16 @@ class NeuralTexture(nn.Module):
         self.size = size
         self.levels = nn.ParameterList(
             nn.Parameter(torch.zeros(1, channels, size >> i, size >> i)) for i in range(levels))
+        self._frozen: torch.Tensor | None = None
+
+    def freeze(self) -> None:
+        """Collapse the pyramid once for inference (undone by train())."""
+        with torch.no_grad():
+            self._frozen = self.full().detach()
+
+    def train(self, mode: bool = True):
+        self._frozen = None
+        return super().train(mode)
 
     def full(self) -> torch.Tensor:
         """[1, C, size, size]: the collapsed pyramid."""
@@ -71,7 +81,7 @@ class NeuralTexture(nn.Module):
 
     def forward(self, uv: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """uv [B, H, W, 2] in [0, 1] -> features [B, C, H, W] (zero where mask is False)."""
-        tex = self.full()
+        tex = self._frozen if self._frozen is not None else self.full()
         b, h, w, _ = uv.shape
         if mask is None:
             grid = (uv * 2 - 1).to(tex.dtype)

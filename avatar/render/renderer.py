@@ -74,6 +74,8 @@ class FaceRenderer:
 
     def __init__(self, model: DeferredRenderer, device: torch.device):
         self.model = model.to(device).eval()
+        if self.model.texture is not None:
+            self.model.texture.freeze()
         self.device = device
         self.config = model.config
 
