@@ -50,7 +50,8 @@ class VideoReader:
         if self.start_frame:
             filters.append(f"select=gte(n\\,{self.start_frame})")
         cmd = [ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-nostdin", "-i", str(self.path),
-               "-map", "0:v:0", "-vf", ",".join(filters), "-f", "rawvideo", "-pix_fmt", "rgb24"]
+               "-map", "0:v:0", "-vf", ",".join(filters), "-fps_mode", "passthrough",
+               "-f", "rawvideo", "-pix_fmt", "rgb24"]
         if self.max_frames is not None:
             cmd += ["-frames:v", str(int(self.max_frames))]
         return cmd + ["-"]

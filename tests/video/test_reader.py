@@ -87,3 +87,14 @@ def test_truncated_video_reports_damage(tmp_path):
     cut.write_bytes(good.read_bytes()[:600])
     with pytest.raises(AvatarError):
         VideoReader(cut).read_all()
+
+
+def test_start_frame_matches_a_full_decode_on_ntsc_b_frame_video(tmp_path):
+    """start_frame must give exactly frames k, k+1, ... (an earlier version repeated frame k
+    on some real 29.97 fps clips because ffmpeg re-timed the selected frames)."""
+    src = tmp_path / "bf.mp4"
+    _ffmpeg("-f", "lavfi", "-i", "testsrc2=size=128x96:rate=30000/1001:duration=2", "-c:v", "libx264",
+            "-bf", "3", "-pix_fmt", "yuv420p", str(src))
+    full = VideoReader(src).read_all()
+    part = VideoReader(src, start_frame=40, max_frames=5).read_all()
+    assert np.array_equal(part, full[40:45])
