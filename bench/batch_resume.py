@@ -90,6 +90,10 @@ def main() -> int:
     proc = run_batch(jobs, out, args)
     while len(done_ids(out)) < args.jobs // 2 and proc.poll() is None:
         time.sleep(0.1)
+    if proc.poll() is not None:
+        print(f"the first run ended (exit {proc.returncode}) before half the jobs were done:\n"
+              f"{proc.communicate()[1][-500:]}", file=sys.stderr)
+        return 1
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     killed_at = done_ids(out)

@@ -38,6 +38,7 @@ def main() -> int:
     p.add_argument("--audio2expr", default=None)
     p.add_argument("--text", default=TEXT)
     p.add_argument("--size", type=int, default=None)
+    p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--long-minutes", type=float, default=10.0)
     p.add_argument("--long-audio", type=Path, default=SHARED_AUDIO)
     p.add_argument("--skip-long", action="store_true")
@@ -97,7 +98,7 @@ def bench_rtf(args) -> dict:
     composite = Timer()                                # crop band + paste band inside render()
     renderer_module.crop_band = composite.wrap(renderer_module.crop_band)
     renderer_module.paste_band = composite.wrap(renderer_module.paste_band)
-    settings = SaySettings(size=args.size)
+    settings = SaySettings(size=args.size, batch_size=args.batch_size)
     fps = float(person.target.track.fps)
     out = Path(tempfile.mkdtemp(prefix="bench-say-")) / "say.mp4"
 
