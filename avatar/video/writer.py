@@ -194,7 +194,6 @@ class VideoWriter:
         if code != 0:
             raise AvatarError(f"ffmpeg failed to encode {self.path} (exit {code}): "
                               f"{self._error_text()}")
-        os.chmod(self._tmp, 0o666 & ~_umask())   # mkstemp made it private; use the usual mode
 
     def _abort(self) -> None:
         if self._proc is not None and self._proc.poll() is None:
@@ -208,12 +207,6 @@ class VideoWriter:
         self._log.seek(0)
         lines = self._log.read().decode("utf-8", "replace").strip().splitlines()
         return lines[-1] if lines else "no message"
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
 
 
 @contextlib.contextmanager
