@@ -25,8 +25,8 @@ from avatar.face.crop import centre_jitter, raw_crop_boxes
 from avatar.face.model import HOLDOUT_FRACTION, face_model_error, fit_face_model
 from avatar.face.tracker import DEFAULT_MAX_SIDE, TRACKER_VERSION, check_track_quality, track_video
 from avatar.io.files import atomic_output, read_json, sha256_file, write_json
-from avatar.io.person import (FORMAT_VERSION, PERSONS_ROOT, check_person_name, save_face_model,
-                              save_track)
+from avatar.io.person import (FORMAT_VERSION, PERSONS_ROOT, REPO_ROOT, check_person_name,
+                              save_face_model, save_track)
 from avatar.video.probe import ffmpeg_exe, probe_video
 from avatar.video.reader import scaled_size
 
@@ -40,9 +40,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--name", required=True, help="person name (letters, digits, - _ .)")
     p.add_argument("--persons-dir", type=Path, default=PERSONS_ROOT,
                    help=f"where person folders live (default: {PERSONS_ROOT})")
+    p.add_argument("--runs-dir", type=Path, default=REPO_ROOT / "runs",
+                   help="where training runs keep checkpoints, curves and samples (default: runs/)")
     p.add_argument("--max-side", type=int, default=DEFAULT_MAX_SIDE,
                    help="downscale frames so the longest side is at most this (default 1280)")
-    p.add_argument("--minutes", type=float, default=60.0, help="renderer training budget")
+    p.add_argument("--minutes", type=float, default=60.0,
+                   help="renderer training budget in minutes, counted across resumed runs")
+    p.add_argument("--steps", type=int, default=None,
+                   help="stop renderer training after this many steps (default: the time budget)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--no-render", action="store_true", help="stop after tracking + face model")
     p.add_argument("--force", action="store_true",
@@ -77,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
     }
     config = {"format_version": FORMAT_VERSION, "name": name, "inputs": inputs,
               "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-              "command": " ".join(["train-person"] + sys.argv[2:]) if len(sys.argv) > 1 else "",
+              "command": command_line(args),
               "fps": track.fps, "frame_size": list(track.frame_size), "n_frames": n,
               "holdout_start": train, "tracker_version": TRACKER_VERSION,
               "face_model": {"n_components": model.n_components}, "metrics": {"tracking": metrics},
@@ -88,6 +93,17 @@ def run(args: argparse.Namespace) -> int:
     if not args.no_render:
         train_renderer_stage(folder, args)
     return 0
+
+
+def command_line(args: argparse.Namespace) -> str:
+    """The train-person command that reproduces this person (recorded in person.json)."""
+    parts = ["train-person"] + [f"--video {v}" for v in args.video] + [f"--name {args.name}"]
+    if args.max_side != DEFAULT_MAX_SIDE:
+        parts.append(f"--max-side {args.max_side}")
+    parts.append("--no-render" if args.no_render else f"--minutes {args.minutes:g}")
+    if args.steps and not args.no_render:
+        parts.append(f"--steps {args.steps}")
+    return " ".join(parts)
 
 
 def check_videos(videos: list[Path]):
@@ -130,6 +146,7 @@ def merge_config(folder: Path, config: dict) -> dict:
     old = read_json(path, "person config")
     merged = {**old, **config}
     merged["metrics"] = {**old.get("metrics", {}), **config["metrics"]}
+    merged["files"] = {**old.get("files", {}), **config["files"]}
     if old.get("status") == "complete":
         merged["status"] = "complete"
     return merged
@@ -199,5 +216,11 @@ def train_renderer_stage(folder: Path, args: argparse.Namespace) -> None:
         print("note: the renderer stage is not available in this version; tracking is done",
               file=sys.stderr)
         return
-    metrics = train_renderer(folder, minutes=args.minutes, device=args.device, resume=True)
+    config = read_json(folder / "person.json", "person config")
+    run_dir = args.runs_dir / f"render-{folder.name}-{config['files']['target.mp4'][:10]}"
+    print(f"  renderer training: {run_dir} (curves, samples, resumable checkpoints)")
+    metrics = train_renderer(folder, minutes=args.minutes, device=args.device, resume=True,
+                             steps=args.steps, run_dir=run_dir)
+    config = read_json(folder / "person.json", "person config")
+    write_json(folder / "person.json", {**config, "status": "complete"})
     print(f"  renderer: {metrics}")

@@ -61,3 +61,25 @@ def test_not_a_video(tmp_path, capsys):
     bad.write_text("hello")
     assert train(tmp_path, "--video", str(bad), "--name", "x") == 2
     assert "not a readable video" in capsys.readouterr().err
+
+
+def test_train_person_with_renderer_then_say(tmp_path, face_video):
+    persons = tmp_path / "persons"
+    code = cli.main(["train-person", "--persons-dir", str(persons), "--runs-dir", str(tmp_path / "runs"),
+                     "--video", str(face_video), "--name", "astro", "--steps", "2", "--device", "cpu"])
+    assert code == 0
+    folder = persons / "astro"
+    config = json.loads((folder / "person.json").read_text())
+    assert config["status"] == "complete" and "renderer.safetensors" in config["files"]
+    assert config["command"].endswith("--name astro --minutes 60 --steps 2")
+    run = next((tmp_path / "runs").iterdir())
+    assert (run / "checkpoint.safetensors").is_file()
+    speech = tmp_path / "s.wav"
+    import soundfile as sf
+    t = np.arange(16000) / 16000
+    sf.write(speech, (0.3 * np.sin(2 * np.pi * 220 * t) * (t < 0.8)).astype(np.float32), 16000)
+    out = tmp_path / "out.mp4"
+    assert cli.main(["say", "--audio", str(speech), "--person", str(folder), "-o", str(out)]) == 0
+    from avatar.video.check import check_media
+    media = check_media(out)
+    assert media.n_frames == 10 and abs(media.audio_s - 1.0) < 0.05 and not media.errors
