@@ -223,4 +223,6 @@ def train_renderer_stage(folder: Path, args: argparse.Namespace) -> None:
                              steps=args.steps, run_dir=run_dir)
     config = read_json(folder / "person.json", "person config")
     write_json(folder / "person.json", {**config, "status": "complete"})
-    print(f"  renderer: {metrics}")
+    print(f"  renderer (step {metrics.get('step')}): held-out PSNR {metrics.get('psnr', float('nan')):.2f} dB, "
+          f"SSIM {metrics.get('ssim', float('nan')):.3f} on the 256-px face crop; lower face only "
+          f"{metrics.get('psnr_band', float('nan')):.2f} dB")
