@@ -33,6 +33,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from avatar.errors import AvatarError
+from avatar.io.files import read_text
 from avatar.io.person import check_person_name, person_dir
 from avatar.synthesis import SaySettings, settings_from, speakable_text
 
@@ -64,14 +65,7 @@ class Job:
 def parse_jobs(path: str | Path, default_person: str | None = None) -> list[Job]:
     """All jobs of a JSONL file; AvatarError listing every bad line (with numbers) if any."""
     path = Path(path)
-    if not path.is_file():
-        raise AvatarError(f"jobs file {path} does not exist")
-    if path.stat().st_size > MAX_JOBS_BYTES:
-        raise AvatarError(f"jobs file {path} is larger than {MAX_JOBS_BYTES >> 20} MiB; split it")
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except UnicodeDecodeError as e:
-        raise AvatarError(f"jobs file {path} is not UTF-8 text ({e}); save it as UTF-8") from None
+    lines = read_text(path, "jobs file", MAX_JOBS_BYTES).splitlines()
     jobs, errors, first_line = [], [], {}
     persons: dict[str, str | None] = {}
     for number, text in enumerate(lines, 1):

@@ -67,15 +67,25 @@ def _json_default(obj):
     raise TypeError(f"not JSON serializable: {type(obj).__name__}")
 
 
-def read_json(path: str | os.PathLike, what: str = "file") -> dict:
+def read_text(path: str | os.PathLike, what: str, max_bytes: int) -> str:
+    """A UTF-8 text file of bounded size, or a one-line AvatarError saying what is wrong."""
     path = Path(path)
     if not path.is_file():
         raise AvatarError(f"{what} {path} does not exist")
-    if path.stat().st_size > MAX_JSON_BYTES:
-        raise AvatarError(f"{what} {path} is too large to be a config ({path.stat().st_size} bytes)")
+    if path.stat().st_size > max_bytes:
+        raise AvatarError(f"{what} {path} is larger than {max_bytes >> 20} MiB; "
+                          "is it the right file? (split it if it is)")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise AvatarError(f"{what} {path} is not UTF-8 text ({e}); save it as UTF-8") from None
+
+
+def read_json(path: str | os.PathLike, what: str = "file") -> dict:
+    text = read_text(path, what, MAX_JSON_BYTES)
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
         raise AvatarError(f"{what} {path} is not valid JSON ({e}); restore or re-create it") from None
     if not isinstance(data, dict):
         raise AvatarError(f"{what} {path} must hold a JSON object")
