@@ -4,6 +4,10 @@ Read from the geometry metadata inside the shipped `face_landmarker.task` bundle
 that copy is in landmark order. The OBJ export shipped beside it (`canonical_face_model.obj`) has
 its vertices re-ordered by an exporter and does NOT match the landmark indices; it is kept only
 as the human-viewable reference.
+
+Parsing the bundle needs mediapipe's protobuf classes, and importing mediapipe costs over a second,
+so the parsed mesh also ships as `canonical_mesh.safetensors` (regenerate it with
+`python -m avatar.face.mesh`; a test checks that it matches the bundle).
 """
 from __future__ import annotations
 
@@ -16,6 +20,7 @@ import numpy as np
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 LANDMARKER_TASK = ASSETS / "face_landmarker.task"
+MESH_FILE = ASSETS / "canonical_mesh.safetensors"
 _GEOMETRY_ENTRY = "geometry_pipeline_metadata_landmarks.binarypb"
 
 # Lip contours in MediaPipe landmark indices (outer ring and inner ring, each in order around).
@@ -33,7 +38,17 @@ class CanonicalMesh:
 
 
 @functools.lru_cache(maxsize=1)
-def canonical_mesh(task_path: str = str(LANDMARKER_TASK)) -> CanonicalMesh:
+def canonical_mesh() -> CanonicalMesh:
+    """The mesh from the shipped safetensors copy (fast), else parsed from the landmarker bundle."""
+    if MESH_FILE.is_file():
+        from avatar.io.files import load_arrays
+        a = load_arrays(MESH_FILE, {"vertices": (468, 3), "uvs": (468, 2), "faces": (None, 3),
+                                    "rigid_weights": (468,)}, "canonical mesh")
+        return CanonicalMesh(a["vertices"], a["uvs"], a["faces"], a["rigid_weights"])
+    return mesh_from_task(str(LANDMARKER_TASK))
+
+
+def mesh_from_task(task_path: str) -> CanonicalMesh:
     from mediapipe.modules.face_geometry.protos import geometry_pipeline_metadata_pb2 as pb
 
     with zipfile.ZipFile(task_path) as bundle:
@@ -48,3 +63,16 @@ def canonical_mesh(task_path: str = str(LANDMARKER_TASK)) -> CanonicalMesh:
         weights[item.landmark_id] = item.weight
     return CanonicalMesh(vertices=buf[:, :3].copy(), uvs=buf[:, 3:5].copy(), faces=faces,
                          rigid_weights=weights)
+
+
+def export_mesh(path: Path = MESH_FILE) -> None:
+    from avatar.io.files import save_arrays
+    mesh = mesh_from_task(str(LANDMARKER_TASK))
+    save_arrays(path, {"vertices": mesh.vertices, "uvs": mesh.uvs, "faces": mesh.faces,
+                       "rigid_weights": mesh.rigid_weights},
+                {"source": "face_landmarker.task " + _GEOMETRY_ENTRY, "license": "Apache-2.0"})
+
+
+if __name__ == "__main__":
+    export_mesh()
+    print(f"wrote {MESH_FILE}")
