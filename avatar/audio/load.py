@@ -8,14 +8,13 @@ TARGET_DBFS, whatever the recording level was.
 """
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import numpy as np
 
 from avatar.errors import AvatarError
 from avatar.types import Speech
-from avatar.video.probe import check_input_file, ffmpeg_exe, ffmpeg_header
+from avatar.video.probe import FfmpegOutput, check_input_file, ffmpeg_exe, ffmpeg_header
 
 SAMPLE_RATE = 16000          # the one internal rate of every Speech
 TARGET_DBFS = -20.0          # RMS level of the active (speech) parts after normalization
@@ -45,20 +44,10 @@ def load_speech(path: str | Path, normalize: bool = True) -> Speech:
 def _decode(path: Path) -> np.ndarray:
     cmd = [ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-nostdin", "-i", str(path),
            "-map", "0:a:0", "-vn", "-ac", "1", "-ar", str(SAMPLE_RATE), "-f", "f32le", "-"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    blocks = []
-    try:
-        while block := proc.stdout.read(_BLOCK_BYTES):
-            blocks.append(block)
-    finally:
-        proc.stdout.close()
-        err = proc.stderr.read().decode("utf-8", "replace").strip()
-        proc.stderr.close()
-        code = proc.wait()
-    data = b"".join(blocks)
-    if code != 0 and not data:
-        detail = err.splitlines()[-1] if err else f"exit code {code}"
-        raise AvatarError(f"{path}: the audio could not be decoded ({detail}); "
+    out = FfmpegOutput(cmd, _BLOCK_BYTES)
+    data = b"".join(out)
+    if out.returncode != 0 and not data:
+        raise AvatarError(f"{path}: the audio could not be decoded ({out.last_error()}); "
                           "the file is damaged or in an unsupported format")
     data = data[: len(data) // 4 * 4]
     samples = np.frombuffer(data, np.float32).copy()

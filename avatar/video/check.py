@@ -6,12 +6,12 @@ video frame and every audio sample decodes without an error.
 from __future__ import annotations
 
 import re
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 from avatar.errors import AvatarError
-from avatar.video.probe import check_input_file, ffmpeg_exe, has_audio_stream
+from avatar.video.probe import (FfmpegOutput, check_input_file, ffmpeg_exe, ffmpeg_header,
+                                has_audio_stream)
 
 _TAG = re.compile(r"^\s{4,}(\w+)\s*:\s(.*)$", re.M)
 
@@ -43,22 +43,16 @@ def check_media(path: str | Path, sample_rate: int = 16000) -> MediaCheck:
 
 def _decode(path: Path, output_args: list[str]) -> tuple[int, str]:
     cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-v", "error", "-i", str(path)] + output_args
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    total = 0
-    while block := proc.stdout.read(1 << 20):
-        total += len(block)
-    err = proc.stderr.read().decode("utf-8", "replace").strip()
-    if proc.wait() != 0 and not err:
-        err = f"ffmpeg exit code {proc.returncode}"
+    out = FfmpegOutput(cmd)
+    total = sum(len(block) for block in out)
+    err = out.stderr or (f"ffmpeg exit code {out.returncode}" if out.returncode else "")
     return total, err
 
 
 def read_tags(path: str | Path) -> dict[str, str]:
     """Container metadata tags (e.g. 'comment') of a media file, lower-cased keys."""
     path = check_input_file(path, "media")
-    proc = subprocess.run([ffmpeg_exe(), "-hide_banner", "-i", str(path)], capture_output=True,
-                          text=True, errors="replace", timeout=60)
-    header = proc.stderr.split("Duration:")[0]
+    header = ffmpeg_header(path).split("Duration:")[0]
     if "Input #0" not in header:
         raise AvatarError(f"{path} is not a readable media file")
     return {k.lower(): v.strip() for k, v in _TAG.findall(header)}

@@ -9,6 +9,7 @@ import functools
 import re
 import subprocess
 from pathlib import Path
+from typing import Iterator
 
 from avatar.errors import AvatarError
 from avatar.types import VideoInfo
@@ -37,6 +38,36 @@ def check_input_file(path: str | Path, what: str = "video") -> Path:
     if path.stat().st_size == 0:
         raise AvatarError(f"{what} file {path} is empty (0 bytes)")
     return path
+
+
+class FfmpegOutput:
+    """An ffmpeg command writing to stdout ('-'), read in blocks of `block_bytes`.
+
+    Iterating starts ffmpeg and yields blocks (the last one may be shorter); when iteration ends,
+    also early, ffmpeg is stopped and `returncode` and `stderr` (stripped text) are set.
+    """
+
+    def __init__(self, cmd: list[str], block_bytes: int = 1 << 20):
+        self.cmd, self.block_bytes = cmd, block_bytes
+        self.returncode: int | None = None
+        self.stderr = ""
+
+    def __iter__(self) -> Iterator[bytes]:
+        proc = subprocess.Popen(self.cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                bufsize=2 * self.block_bytes)
+        try:
+            while block := proc.stdout.read(self.block_bytes):
+                yield block
+        finally:
+            proc.stdout.close()
+            self.stderr = proc.stderr.read().decode("utf-8", "replace").strip()
+            proc.stderr.close()
+            self.returncode = proc.wait()
+
+    def last_error(self) -> str:
+        """ffmpeg's last message line, or its exit code when it said nothing."""
+        lines = self.stderr.splitlines()
+        return lines[-1] if lines else f"ffmpeg exit code {self.returncode}"
 
 
 def ffmpeg_header(path: str | Path) -> str:

@@ -6,7 +6,7 @@ larger than `max_side` are downscaled (4K input tracks as well as 1080p and four
 """
 from __future__ import annotations
 
-import subprocess
+import contextlib
 from dataclasses import replace
 from pathlib import Path
 from typing import Iterator
@@ -15,7 +15,7 @@ import numpy as np
 
 from avatar.errors import AvatarError
 from avatar.types import VideoInfo
-from avatar.video.probe import ffmpeg_exe, probe_video
+from avatar.video.probe import FfmpegOutput, ffmpeg_exe, probe_video
 
 
 def scaled_size(width: int, height: int, max_side: int | None) -> tuple[int, int]:
@@ -59,24 +59,16 @@ class VideoReader:
     def __iter__(self) -> Iterator[np.ndarray]:
         w, h = self.info.width, self.info.height
         nbytes = w * h * 3
-        proc = subprocess.Popen(self._command(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                bufsize=nbytes * 2)
+        out = FfmpegOutput(self._command(), nbytes)
         n = 0
-        try:
-            while True:
-                buf = proc.stdout.read(nbytes)
+        with contextlib.closing(iter(out)) as blocks:
+            for buf in blocks:
                 if len(buf) < nbytes:
                     break
                 n += 1
                 yield np.frombuffer(buf, np.uint8).reshape(h, w, 3)
-        finally:
-            proc.stdout.close()
-            err = proc.stderr.read().decode("utf-8", "replace").strip()
-            proc.stderr.close()
-            code = proc.wait()
         if n == 0:
-            detail = err.splitlines()[-1] if err else f"ffmpeg exit code {code}"
-            raise AvatarError(f"{self.path}: no frame could be decoded ({detail}); "
+            raise AvatarError(f"{self.path}: no frame could be decoded ({out.last_error()}); "
                               "the file is damaged or not a video")
 
     def read_all(self) -> np.ndarray:
