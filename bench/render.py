@@ -27,7 +27,8 @@ from avatar.render.model import DeferredRenderer, RendererConfig  # noqa: E402
 from avatar.render.renderer import FaceRenderer, mesh_topology, pick_device  # noqa: E402
 from avatar.render.mouth import patch_vertices  # noqa: E402
 from avatar.render.raster import rasterize  # noqa: E402
-from avatar.render.synthetic import square_boxes, synthetic_model, synthetic_motion  # noqa: E402
+from avatar.face.crop import raw_crop_boxes  # noqa: E402
+from avatar.render.synthetic import synthetic_model, synthetic_motion  # noqa: E402
 from avatar.types import Expressions  # noqa: E402
 
 
@@ -38,7 +39,7 @@ def scene(n: int, width: int = 1280, height: int = 720):
     meshes = poses.apply(model.meshes(model.coefficients(Expressions(blend, 30.0)))).astype(np.float32)
     rng = np.random.default_rng(0)
     frames = rng.integers(0, 255, (n, height, width, 3), dtype=np.uint8)
-    return meshes, frames, square_boxes(meshes)
+    return meshes, frames, raw_crop_boxes(meshes)
 
 
 def timed(fn, repeats: int) -> float:

@@ -18,11 +18,10 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
-import numpy as np
 
 from avatar.errors import AvatarError
 from avatar.face.crop import centre_jitter, raw_crop_boxes
-from avatar.face.model import HOLDOUT_FRACTION, face_model_error, fit_face_model
+from avatar.face.model import face_model_error, fit_face_model
 from avatar.face.tracker import DEFAULT_MAX_SIDE, TRACKER_VERSION, check_track_quality, track_video
 from avatar.io.files import atomic_output, read_json, sha256_file, write_json
 from avatar.io.person import (FORMAT_VERSION, PERSONS_ROOT, REPO_ROOT, check_person_name,

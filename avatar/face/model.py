@@ -57,13 +57,13 @@ def normalise(shape: np.ndarray, weights: np.ndarray) -> np.ndarray:
     return (centred / extent).astype(np.float32)
 
 
-def mean_shape(points: np.ndarray, weights: np.ndarray, fps: float, iterations: int = 4):
-    """Generalised Procrustes: the mean shape and the poses that place it in each frame."""
+def mean_shape(points: np.ndarray, weights: np.ndarray, fps: float, iterations: int = 4) -> np.ndarray:
+    """Generalised Procrustes: the mean shape of the frames [T, V, 3], in canonical space."""
     reference = normalise(points[len(points) // 2], weights)
     for _ in range(iterations):
         poses = estimate_poses(points, reference, weights, fps)
         reference = normalise(to_canonical(points, poses).mean(0), weights)
-    return reference, estimate_poses(points, reference, weights, fps)
+    return reference
 
 
 def pca_basis(residuals: np.ndarray, variance: float = VARIANCE_KEPT,
@@ -107,7 +107,7 @@ def fit_face_model(track: FaceTrack, train_frames: int | None = None) -> tuple[P
     points = track.landmarks[:, :N_MESH_VERTICES].astype(np.float64)
     found = track.found[:train]
     fit_points = points[:train][found] if found.sum() >= 10 else points[:train]
-    mean, _ = mean_shape(fit_points, mesh.rigid_weights, track.fps)
+    mean = mean_shape(fit_points, mesh.rigid_weights, track.fps)
     poses = estimate_poses(points, mean, mesh.rigid_weights, track.fps)
     canonical = to_canonical(points, poses)
     residuals = canonical[:train] - mean

@@ -20,6 +20,7 @@ from avatar.face.crop import smooth_crop_boxes
 from avatar.face.mesh import LANDMARKER_TASK
 from avatar.io.files import sha256_file
 from avatar.types import N_BLENDSHAPES, N_LANDMARKS, FaceTrack
+from avatar.video.probe import check_input_file
 from avatar.video.reader import VideoReader
 
 TRACKER_VERSION = 1
@@ -155,15 +156,14 @@ def track_video(path: str | Path, *, max_side: int = DEFAULT_MAX_SIDE, cache: bo
     """Track the face in every frame of a video (cached by content hash + settings)."""
     from avatar.io.person import load_track, save_track
 
-    reader = VideoReader(path, max_side=max_side)
-    key = f"{sha256_file(path)}-{max_side}-v{TRACKER_VERSION}"
+    key = f"{sha256_file(check_input_file(path))}-{max_side}-v{TRACKER_VERSION}"
     cached = cache_dir() / f"{key}.safetensors"
     if cache and cached.is_file():
         try:
             return load_track(cached)[0]
         except AvatarError:
             cached.unlink()  # damaged cache entry: track again
-    raw = detect_frames(reader, progress=progress)
+    raw = detect_frames(VideoReader(path, max_side=max_side), progress=progress)
     report_multiple_faces(raw, Path(path).name)
     track = finish_track(raw)
     if cache:

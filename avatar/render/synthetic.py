@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from avatar.face.crop import raw_crop_boxes
 from avatar.face.mesh import LIPS_INNER, canonical_mesh
 from avatar.io.files import write_json
 from avatar.io.person import FORMAT_VERSION, save_face_model, save_track
@@ -80,12 +81,6 @@ def draw_frames(meshes_px: np.ndarray, size: int) -> np.ndarray:
     return (rgb.clamp(0, 1) * 255).round().byte().numpy()
 
 
-def square_boxes(landmarks: np.ndarray, margin: float = 1.6) -> np.ndarray:
-    lo, hi = landmarks[:, :, :2].min(1), landmarks[:, :, :2].max(1)
-    centre, half = (lo + hi) / 2, (hi - lo).max(1, keepdims=True) * margin / 2
-    return np.concatenate([centre - half, centre + half], 1).astype(np.float32)
-
-
 def make_synthetic_person(folder: Path, n_frames: int = 24, size: int = 192, fps: float = 10.0) -> Path:
     """Write a complete synthetic person folder (person.json, track, face model, target.mp4)."""
     from avatar.video.writer import VideoWriter
@@ -97,7 +92,7 @@ def make_synthetic_person(folder: Path, n_frames: int = 24, size: int = 192, fps
     frames = draw_frames(meshes, size)
     landmarks = np.concatenate([meshes, meshes[:, :10]], 1)
     track = FaceTrack(landmarks, blend, np.tile(np.eye(4, dtype=np.float32), (n_frames, 1, 1)),
-                      square_boxes(meshes), np.ones(n_frames, bool), fps, (size, size))
+                      raw_crop_boxes(meshes), np.ones(n_frames, bool), fps, (size, size))
     save_track(folder / "track.safetensors", track, poses)
     save_face_model(folder / "face_model.safetensors", model)
     with VideoWriter(folder / "target.mp4", size, size, fps, watermark=False, crf=10) as out:

@@ -1,7 +1,6 @@
 """reenact end to end: a real face video drives the tiny synthetic person."""
 import json
 
-import numpy as np
 import pytest
 
 import cli
