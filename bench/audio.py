@@ -45,6 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
     from avatar.audio import load_speech, speech_features, synthesize
     from avatar.expression import load_audio2expr
+    from avatar.audio.phones import recognize_phones
     from avatar.io.files import write_json
 
     torch.set_num_threads(max(os.cpu_count() or 1, 1))
@@ -65,10 +66,12 @@ def main(argv: list[str] | None = None) -> int:
     feat_s, feats = best_of(lambda: speech_features(speech, model.feature_kind), args.repeats)
     from avatar.audio import n_video_frames
     n = n_video_frames(speech.duration_s, args.fps)
-    net_s, _ = best_of(lambda: model.predict_features(feats, args.fps, n), args.repeats)
+    phones_s, phones = best_of(lambda: recognize_phones(speech), args.repeats)
+    net_s, _ = best_of(lambda: model.predict_features(feats, args.fps, n, phones), args.repeats)
     results["features_paragraph"] = {"seconds": feat_s, "seconds_per_speech_second": feat_s / speech.duration_s}
+    results["phones_paragraph"] = {"seconds": phones_s, "seconds_per_speech_second": phones_s / speech.duration_s}
     results["network_paragraph"] = {"seconds": net_s, "frames": n, "seconds_per_speech_second": net_s / speech.duration_s}
-    results["features_plus_network_seconds_per_speech_second"] = (feat_s + net_s) / speech.duration_s
+    results["features_plus_network_seconds_per_speech_second"] = (feat_s + phones_s + net_s) / speech.duration_s
 
     def sentence_to_expressions():
         s = synthesize(SENTENCE_20)

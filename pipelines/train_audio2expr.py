@@ -42,6 +42,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--evaluate-only", action="store_true",
                    help="do not train: evaluate the checkpoint in --out on the held-out speakers")
+    p.add_argument("--prior-weight", type=float, default=0.5,
+                   help="share of the phonetic prior in jawOpen (0: network only; default 0.5)")
+    p.add_argument("--min-sync", type=float, default=0.25,
+                   help="leave out training clips whose lips match the phonetic prior worse than this "
+                        "correlation at every offset (dubbed or unrelated audio; default 0.25)")
     p.add_argument("--silence-gate-db", type=float, default=30.0,
                    help="close the mouth where the audio is this many dB below the speech level "
                         "(default 30; negative disables)")
@@ -52,7 +57,8 @@ def run(args: argparse.Namespace) -> int:
     from avatar.expression.checkpoint import load_audio2expr, save_audio2expr
     from avatar.expression.data import build_variants, find_clips, silence_features
     from avatar.expression.model import NetConfig
-    from avatar.expression.train import TrainConfig, estimate_offsets, fit_normalizer, train_network
+    from avatar.expression.train import TrainConfig, fit_normalizer, fit_prior, screen_clips, train_network
+    from avatar.expression.prior import PriorConfig
     from avatar.types import MOUTH_BLENDSHAPES
 
     torch.set_num_threads(1)
@@ -80,14 +86,17 @@ def run(args: argparse.Namespace) -> int:
     net_cfg = NetConfig(feature_dim=385 if args.features == "whisper_tiny" else 80,
                         window=16 if args.features == "whisper_tiny" else 32,
                         n_out=len(MOUTH_BLENDSHAPES))
+    sync = screen_clips(train, PriorConfig(), min_r=args.min_sync)
+    for name, s in sync.items():
+        print(f"  {name}: offset {s.lag:+d} frames, prior match r {s.r:.2f}"
+              f"{'' if s.used else '  -> left out (lips do not follow this audio)'}")
+    train = [c for c in train if sync[c.name].used]
+    if not train:
+        raise AvatarError(f"no training clip matches its audio (every prior match < --min-sync {args.min_sync})")
     for i, c in enumerate(train):
         build_variants(c, AUGMENTATIONS, args.features, seed=args.seed + i)
     for c in test:
         build_variants(c, ["clean"], args.features, seed=0)
-    offsets = estimate_offsets(train, net_cfg.window)
-    for c in train:
-        c.offset_frames = float(offsets[c.name])
-    print("audio/video offsets removed (frames):", offsets)
     normalizer = fit_normalizer(train)
     silence = silence_features(args.features)
     cfg = TrainConfig(steps=args.steps, seed=args.seed)
@@ -96,18 +105,33 @@ def run(args: argparse.Namespace) -> int:
     budget = args.minutes * 60 - (time.monotonic() - started) - 60
     net, losses = train_network(train, net_cfg, cfg, silence, normalizer,
                                 deadline_s=max(budget, 30.0))
+    prior = fit_prior(train, [network_jaw_z(net, c, net_cfg.window) for c in train],
+                      args.prior_weight)
     extra = {"training": {"clips": [c.name for c in train], "speakers": sorted({c.speaker for c in train}),
                           "holdout_speakers": sorted(holdout), "steps": len(losses),
-                          "final_loss": float(np.mean(losses[-50:])), "offsets_frames": offsets,
+                          "final_loss": float(np.mean(losses[-50:])),
+                          "clip_sync": {k: {"offset_frames": v.lag, "prior_r": v.r, "used": v.used}
+                                        for k, v in sync.items()},
                           "augmentations": AUGMENTATIONS, "train_config": cfg.__dict__}}
     save_audio2expr(args.out, net, args.features, normalizer.mean, normalizer.std, extra,
-                    rest_z=normalizer.rest, silence_gate_db=args.silence_gate_db)
+                    rest_z=normalizer.rest, silence_gate_db=args.silence_gate_db, prior=prior)
     model = load_audio2expr(args.out)
     metrics = evaluate_clips(model, test, run_dir / "heldout_curves.png", "held-out speakers")
     metrics["training_clips_in_sample"] = evaluate_clips(model, train, run_dir / "train_curves.png",
                                                          "training clips (in-sample)")
     metrics["loss_curve"] = [float(np.mean(losses[i:i + 50])) for i in range(0, len(losses), 50)]
     return finish(args, model, metrics, run_dir, started)
+
+
+def network_jaw_z(net, clip, window: int) -> np.ndarray:
+    """The freshly trained network's jawOpen (z units) on a clip's clean audio."""
+    import torch
+    from avatar.audio.features import frame_windows
+    from avatar.types import JAW_OPEN, MOUTH_BLENDSHAPES
+    windows = frame_windows(clip.variants[0].features, clip.fps, len(clip.targets), window)
+    with torch.inference_mode():
+        z = net(torch.from_numpy(windows[None]))[0].numpy()
+    return z[:, list(MOUTH_BLENDSHAPES).index(JAW_OPEN)]
 
 
 def finish(args, model, metrics: dict, run_dir: Path, started: float) -> int:
@@ -129,6 +153,7 @@ def finish(args, model, metrics: dict, run_dir: Path, started: float) -> int:
 def load_corpus(found: list[tuple[Path, str]]):
     """Track (cached) and load the audio of every clip that has an audio track."""
     from avatar.audio import load_speech
+    from avatar.audio.phones import recognize_phones
     from avatar.expression.data import ClipData
     from avatar.face.tracker import track_video
     from avatar.video.probe import has_audio_stream
@@ -141,7 +166,8 @@ def load_corpus(found: list[tuple[Path, str]]):
         track = track_video(path, progress=False)
         speech = load_speech(path)
         clips.append(ClipData(name=f"{speaker}/{path.stem}", speaker=speaker, fps=float(track.fps),
-                              targets=track.blendshapes.astype(np.float32), speech=speech))
+                              targets=track.blendshapes.astype(np.float32), speech=speech,
+                              phones=recognize_phones(speech)))
         print(f"  {speaker}/{path.name}: {len(track)} frames at {track.fps:.2f} fps, "
               f"{speech.duration_s:.2f} s audio, face found in {track.found.mean():.0%}")
     if not clips:
@@ -151,19 +177,27 @@ def load_corpus(found: list[tuple[Path, str]]):
 
 def evaluate_clips(model, clips, plot_path: Path, title: str) -> dict:
     from avatar.expression.data import frame_loudness_db, silent_frames
-    from avatar.expression.evaluate import clip_metrics, plot_curves, summarize
+    from avatar.expression.evaluate import clip_metrics, pearson, plot_curves, summarize
+    from avatar.expression.prior import jaw_prior
     from avatar.types import JAW_OPEN
 
     per_clip, items = {}, []
     for c in clips:
         n = len(c.targets)
-        pred = model.predict_features(c.variants[0].features, c.fps, n).weights
+        feats = c.variants[0].features
+        pred = model.predict_features(feats, c.fps, n, c.phones).weights
         loud = frame_loudness_db(c.speech, c.fps, n)
-        per_clip[c.name] = clip_metrics(pred, c.targets, loud, silent_frames(c.speech, c.fps, n))
-        m = per_clip[c.name]
+        m = per_clip[c.name] = clip_metrics(pred, c.targets, loud, silent_frames(c.speech, c.fps, n))
+        tracked = c.targets[:, JAW_OPEN]
+        m["network_only_jaw_r"] = pearson(model.predict_features(feats, c.fps, n).weights[:, JAW_OPEN], tracked)
+        if model.prior is not None:
+            m["prior_only_jaw_r"] = pearson(jaw_prior(c.phones, c.fps, n, model.prior.lead_s,
+                                                      model.prior.smooth_s), tracked)
         items.append({"name": c.name, "fps": c.fps, "pred_jaw": pred[:, JAW_OPEN],
-                      "tracked_jaw": c.targets[:, JAW_OPEN], "loudness": loud,
-                      "text": f"r={m['jaw_r']:.2f}  loudness r={m['baseline_loudness_jaw_r']:.2f}  "
+                      "tracked_jaw": tracked, "loudness": loud,
+                      "text": f"r={m['jaw_r']:.2f} (network alone {m['network_only_jaw_r']:.2f}, "
+                              f"prior alone {m.get('prior_only_jaw_r', float('nan')):.2f})  "
+                              f"loudness r={m['baseline_loudness_jaw_r']:.2f}  "
                               f"best offset {m['best_offset_frames']:+d}"})
     if items:
         plot_curves(plot_path, items, title)

@@ -8,6 +8,10 @@ nose) are set to the training corpus' average, a neutral pose for the person map
 Silence gate: where the audio around a frame is more than `silence_gate_db` (config) below the
 speech level, the mouth is blended to the corpus rest pose (closed mouth), with a short ramp. The
 network alone learns silence only roughly from ~80 s of data; the gate makes pauses reliable.
+
+Phonetic prior (config "prior", see `avatar.expression.prior`): jawOpen is the network's blended
+with the jaw opening implied by the phones PocketSphinx hears in the speech. `predict` recognizes
+the phones itself; `predict_features` uses the prior only when it is given the phones.
 """
 from __future__ import annotations
 
@@ -19,9 +23,12 @@ import torch
 from avatar.audio.features import (FEATURE_KINDS, frame_windows, loudness_db, n_video_frames,
                                    speech_features)
 from avatar.errors import AvatarError
+from avatar.audio.phones import recognize_phones
 from avatar.expression.model import Audio2ExpressionNet, NetConfig
+from avatar.expression.prior import PriorConfig, blend_jaw, jaw_prior
 from avatar.io.files import load_arrays, read_json, save_arrays, sha256_file, write_json
-from avatar.types import BLENDSHAPE_NAMES, MOUTH_BLENDSHAPES, Expressions, Speech, SpeechFeatures
+from avatar.types import (BLENDSHAPE_NAMES, JAW_OPEN, MOUTH_BLENDSHAPES, Expressions, PhonemeTiming,
+                          Speech, SpeechFeatures)
 
 FORMAT_VERSION = 1
 SILENCE_FLOOR_DB = -60.0     # audio below this (dBFS, after loudness normalization) is never speech
@@ -43,16 +50,23 @@ class Audio2Expression:
         self.outputs = list(config["output_indices"])
         self.rest_z = np.asarray(config.get("rest_z") or np.zeros(len(self.outputs)), np.float32)
         self.gate_db = config.get("silence_gate_db")
+        self.prior = PriorConfig(**config["prior"]) if config.get("prior") else None
 
     def predict(self, speech: Speech, fps: float) -> Expressions:
         """ceil(duration * fps) frames; frame t is driven by the audio around time t / fps."""
         if not fps or fps <= 0 or fps > 240:
             raise AvatarError(f"frame rate {fps} is not usable; give fps between 1 and 240")
         feats = speech_features(speech, self.feature_kind)
-        return self.predict_features(feats, fps, n_video_frames(speech.duration_s, fps))
+        phones = recognize_phones(speech) if self.prior is not None else None
+        return self.predict_features(feats, fps, n_video_frames(speech.duration_s, fps), phones)
 
-    def predict_features(self, feats: SpeechFeatures, fps: float, n_frames: int) -> Expressions:
+    def predict_features(self, feats: SpeechFeatures, fps: float, n_frames: int,
+                         phones: tuple[PhonemeTiming, ...] | None = None) -> Expressions:
         z = self.predict_z(feats, fps, n_frames)
+        if self.prior is not None and phones is not None:
+            jaw = self.outputs.index(JAW_OPEN)
+            prior = jaw_prior(phones, fps, n_frames, self.prior.lead_s, self.prior.smooth_s)
+            z[:, jaw] = blend_jaw(z[:, jaw], prior, self.prior)
         if self.gate_db is not None:
             gate = speech_gate(feats, fps, n_frames, float(self.gate_db))[:, None]
             z = gate * z + (1.0 - gate) * self.rest_z[None]
@@ -95,7 +109,8 @@ def speech_gate(feats: SpeechFeatures, fps: float, n_frames: int, below_db: floa
 
 def save_audio2expr(directory: str | Path, net: Audio2ExpressionNet, feature_kind: str,
                     mean: np.ndarray, std: np.ndarray, extra: dict | None = None,
-                    rest_z: np.ndarray | None = None, silence_gate_db: float | None = None) -> None:
+                    rest_z: np.ndarray | None = None, silence_gate_db: float | None = None,
+                    prior: PriorConfig | None = None) -> None:
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     arrays = {k: v.detach().cpu().numpy().astype(np.float32) for k, v in net.state_dict().items()}
@@ -107,6 +122,7 @@ def save_audio2expr(directory: str | Path, net: Audio2ExpressionNet, feature_kin
         "output_mean": [float(x) for x in mean], "output_std": [float(x) for x in std],
         "rest_z": [float(x) for x in rest_z] if rest_z is not None else None,
         "silence_gate_db": silence_gate_db,
+        "prior": prior.to_dict() if prior is not None else None,
         "frames": "ceil(duration * fps); frame t uses audio centred at t / fps",
         "non_mouth_blendshapes": "set to the training corpus average (not predicted)",
         "model_sha256": sha256_file(directory / "model.safetensors"),
@@ -134,6 +150,8 @@ def load_audio2expr(checkpoint_dir: str | Path | None = None, device: str = "cpu
         n_out = len(config["output_indices"])
         assert config["feature_kind"] in FEATURE_KINDS and net_cfg.n_out == n_out
         assert len(config["output_mean"]) == len(config["output_std"]) == len(BLENDSHAPE_NAMES)
+        if config.get("prior") is not None:
+            PriorConfig(**config["prior"])
     except (TypeError, KeyError, AssertionError):
         raise AvatarError(f"{directory}/config.json is incomplete or inconsistent; re-train with "
                           "`train-audio2expr`") from None

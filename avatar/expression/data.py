@@ -36,7 +36,8 @@ class ClipData:
     targets: np.ndarray                       # [T, 52] tracked blendshapes
     speech: Speech
     variants: list[Variant] = field(default_factory=list)
-    offset_frames: float = 0.0                # audio shift removed before training (see offsets)
+    offset_frames: float = 0.0                # audio shift removed before training (screen_clips)
+    phones: tuple = ()                        # recognized phones of the clean audio (PhonemeTiming)
 
     def windows(self, variant: int, frames: np.ndarray, size: int) -> np.ndarray:
         """[len(frames), size, D] windows of variant `variant` for the given frame indices."""

@@ -56,11 +56,12 @@ def clip_metrics(pred: np.ndarray, tracked: np.ndarray, loudness_db: np.ndarray,
 
 
 def summarize(per_clip: dict[str, dict]) -> dict:
-    keys = ["jaw_r", "mouth_mean_r", "mouth_mae", "jaw_mae", "best_offset_frames", "baseline_loudness_jaw_r"]
+    keys = ["jaw_r", "mouth_mean_r", "mouth_mae", "jaw_mae", "best_offset_frames", "baseline_loudness_jaw_r",
+            "network_only_jaw_r", "prior_only_jaw_r"]
     frames = np.array([m["frames"] for m in per_clip.values()], float)
     out = {}
     for k in keys:
-        vals = np.array([m[k] for m in per_clip.values()], float)
+        vals = np.array([m.get(k, np.nan) for m in per_clip.values()], float)
         ok = np.isfinite(vals)
         out[f"mean_{k}"] = float(vals[ok].mean()) if ok.any() else float("nan")
         out[f"frame_weighted_{k}"] = float((vals[ok] * frames[ok]).sum() / frames[ok].sum()) if ok.any() else float("nan")

@@ -3,19 +3,21 @@
 Targets are z-scored per clip (each speaker has their own jaw range; audio cannot know it), the
 network predicts z-scores of the mouth blendshapes, and the shipped config maps them back with the
 corpus-average mean and spread. Before training, each clip's audio/video offset is estimated with
-a speaker-held-out ridge regression (cross-correlation of its prediction with the tracked jawOpen)
-and removed; the median offset over clips is kept, so natural anticipation is not trained away.
+the phonetic prior (its lag of best match with the tracked jawOpen, beyond the prior's natural lead)
+and removed; clips the prior matches at no lag are left out (`screen_clips`).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
 from avatar.expression.data import ClipData
+from avatar.expression.evaluate import best_offset
 from avatar.expression.model import Audio2ExpressionNet, NetConfig
+from avatar.expression.prior import PriorConfig, blend_jaw, jaw_prior
 from avatar.types import JAW_OPEN, MOUTH_BLENDSHAPES, SpeechFeatures
 
 STD_FLOOR = 0.02
@@ -34,7 +36,6 @@ class TrainConfig:
     feature_noise: float = 0.1
     time_mask_prob: float = 0.2
     seed: int = 0
-    max_offset_frames: int = 4
 
 
 @dataclass
@@ -72,56 +73,39 @@ def z_targets(targets_variant: np.ndarray, clip_targets: np.ndarray) -> np.ndarr
     return ((targets_variant - mean) / std)[:, list(MOUTH_BLENDSHAPES)].astype(np.float32)
 
 
-# ---- audio/video offset per clip ------------------------------------------------------------
+# ---- audio/video offset per clip, from the phonetic prior ------------------------------------
 
-def _ridge_inputs(clip: ClipData, frames: np.ndarray, window: int, shift: float = 0.0) -> np.ndarray:
-    v = clip.variants[0].features
-    idx = np.round((frames + shift) / clip.fps * v.rate_hz).astype(int)[:, None] + (np.arange(window) - window // 2)
-    w = v.values[np.clip(idx, 0, len(v.values) - 1)]                 # [T, W, D]
-    return w.reshape(len(frames), 4, window // 4, -1).mean(2).reshape(len(frames), -1)
-
-
-def estimate_offsets(clips: list[ClipData], window: int, max_lag: int = 4,
-                     lam: float = 3000.0) -> dict[str, int]:
-    """Per clip, the frame lag L that best aligns a speaker-held-out ridge prediction of jawOpen with
-    the tracked jawOpen (audio at t + L explains the face at t). Clips whose best correlation is weak
-    (< 0.2) get 0. Returns lags relative to the median lag."""
-    speakers = sorted({c.speaker for c in clips})
-    lags: dict[str, int] = {}
-    for held in speakers:
-        train = [c for c in clips if c.speaker != held]
-        test = [c for c in clips if c.speaker == held]
-        if not train:
-            return {c.name: 0 for c in clips}
-        xs = np.concatenate([_ridge_inputs(c, np.arange(len(c.targets)), window) for c in train])
-        ys = np.concatenate([_z(c.targets[:, JAW_OPEN]) for c in train])
-        mu, sd = xs.mean(0), xs.std(0) + 1e-3
-        a = (xs - mu) / sd
-        w = np.linalg.solve(a.T @ a + lam * np.eye(a.shape[1]), a.T @ ys)
-        for c in test:
-            pred = ((_ridge_inputs(c, np.arange(len(c.targets)), window) - mu) / sd) @ w
-            lag, r = best_lag(pred, c.targets[:, JAW_OPEN], max_lag)
-            lags[c.name] = lag if r >= 0.2 else 0
-    med = int(np.median(list(lags.values())))
-    return {k: int(np.clip(v - med, -max_lag, max_lag)) for k, v in lags.items()}
+@dataclass(frozen=True)
+class ClipSync:
+    lag: int          # audio at t + lag explains the face at t (beyond the prior's natural lead)
+    r: float          # correlation of the prior with the tracked jawOpen at that lag
+    used: bool        # in sync enough to train on
 
 
-def best_lag(pred: np.ndarray, target: np.ndarray, max_lag: int) -> tuple[int, float]:
-    """Lag L in [-max_lag, max_lag] maximizing corr(pred[t + L], target[t]) and that correlation.
-    L > 0: the prediction runs L frames late relative to the face."""
-    best = (0, -2.0)
-    for lag in range(-max_lag, max_lag + 1):
-        p = pred[max(lag, 0): len(pred) + min(lag, 0)]
-        t = target[max(-lag, 0): len(target) + min(-lag, 0)]
-        if len(p) > 3 and p.std() > 1e-8 and t.std() > 1e-8:
-            r = float(np.corrcoef(p, t)[0, 1])
-            if r > best[1]:
-                best = (lag, r)
-    return best
+def screen_clips(clips: list[ClipData], prior: PriorConfig, min_r: float = 0.25,
+                 max_lag: int = 8) -> dict[str, ClipSync]:
+    """Per clip, the lag at which the phonetic jaw prior best matches the tracked jawOpen; sets
+    `clip.offset_frames` to it. Clips whose best match is below `min_r` (audio that does not drive
+    the lips: dubbed, music, another voice) are marked unused."""
+    out = {}
+    for c in clips:
+        pred = jaw_prior(c.phones, c.fps, len(c.targets), prior.lead_s, prior.smooth_s)
+        lag, r = best_offset(pred, c.targets[:, JAW_OPEN], max_lag)
+        c.offset_frames = float(lag)
+        out[c.name] = ClipSync(lag, r, r >= min_r)
+    return out
 
 
-def _z(x: np.ndarray) -> np.ndarray:
-    return (x - x.mean()) / (x.std() + 1e-6)
+def fit_prior(clips: list[ClipData], net_jaw_z: list[np.ndarray], weight: float,
+              lead_s: float = 0.1, smooth_s: float = 0.06) -> PriorConfig:
+    """Prior statistics over the training clips (z units) and the gain that gives the blend the
+    network's own spread."""
+    priors = [jaw_prior(c.phones, c.fps, len(c.targets), lead_s, smooth_s) for c in clips]
+    allp = np.concatenate(priors)
+    cfg = PriorConfig(weight, lead_s, smooth_s, float(allp.mean()), float(max(allp.std(), 1e-3)))
+    blend = np.concatenate([blend_jaw(z, p, cfg) for z, p in zip(net_jaw_z, priors)])
+    net = np.concatenate(net_jaw_z)
+    return replace(cfg, gain=float(net.std() / max(blend.std(), 1e-6)))
 
 
 # ---- network training -----------------------------------------------------------------------

@@ -156,13 +156,57 @@ def test_tempo_augmentation_keeps_face_in_sync():
     np.testing.assert_allclose(new[:, JAW_OPEN], np.sin(new_t * rate * 3.0), atol=0.01)
 
 
-def test_offsets_found_for_shifted_clips():
-    """A clip whose face lags its audio by 3 frames is detected by the held-out ridge step."""
-    from avatar.expression.train import estimate_offsets
-    clips = [synthetic_clip(i, seconds=12.0) for i in range(4)]
-    late = clips[3]
-    shifted = np.roll(late.targets, 3, axis=0)      # face 3 frames after the audio
-    late.targets[:] = shifted
-    late.variants[0] = Variant(late.variants[0].features, shifted, "clean")
-    offsets = estimate_offsets(clips, window=16, lam=10.0)
-    assert offsets[late.name] == -3 and all(abs(offsets[c.name]) <= 1 for c in clips[:3])
+def phones_of(clip: ClipData) -> tuple:
+    """Phones for a synthetic clip: an open vowel wherever the jaw target is open."""
+    from avatar.types import PhonemeTiming
+    open_ = clip.targets[:, JAW_OPEN] > 0.25
+    edges = np.flatnonzero(np.diff(np.r_[0, open_.astype(int), 0]))
+    return tuple(PhonemeTiming("AA", a / clip.fps, b / clip.fps) for a, b in zip(edges[::2], edges[1::2]))
+
+
+def test_screening_finds_offsets_and_drops_unrelated_audio():
+    """A clip whose face lags its audio by 3 frames gets offset -3; a clip whose lips do not follow
+    its audio is left out of training."""
+    from avatar.expression.prior import PriorConfig
+    from avatar.expression.train import screen_clips
+    clips = [synthetic_clip(i, seconds=12.0) for i in range(3)]
+    for c in clips:
+        c.phones = phones_of(c)
+    late, unrelated = clips[1], clips[2]
+    late.targets[:] = np.roll(late.targets, 3, axis=0)              # face 3 frames after the audio
+    unrelated.phones = phones_of(synthetic_clip(9, seconds=12.0))   # someone else's speech
+    sync = screen_clips(clips, PriorConfig(lead_s=0.0, smooth_s=0.02), min_r=0.25)
+    assert sync[clips[0].name].lag == 0 and sync[clips[0].name].r > 0.9 and sync[clips[0].name].used
+    assert sync[late.name].lag == -3 and late.offset_frames == -3.0 and sync[late.name].used
+    assert not sync[unrelated.name].used
+
+
+def test_jaw_prior_leads_the_sound_and_rests_in_pauses():
+    from avatar.expression.prior import jaw_prior
+    from avatar.types import PhonemeTiming
+    phones = (PhonemeTiming("SIL", 0.0, 1.0), PhonemeTiming("AA", 1.0, 1.2), PhonemeTiming("SIL", 1.2, 3.0))
+    plain = jaw_prior(phones, 25.0, 75, lead_s=0.0, smooth_s=0.0)
+    assert plain[25:30].min() == 1.0 and plain[:25].max() == 0 and plain[30:].max() == 0
+    early = jaw_prior(phones, 25.0, 75, lead_s=0.12, smooth_s=0.03)
+    assert abs(int(np.argmax(early)) - (27 - 3)) <= 1             # peak 3 frames (0.12 s) earlier
+    assert early[:15].max() < 0.01 and early[40:].max() < 0.01
+
+
+def test_checkpoint_with_prior_blends_jaw(tmp_path):
+    """Weight 0 reproduces the network; with the prior, jawOpen follows the phones' vowels."""
+    from avatar.expression.prior import PriorConfig
+    from avatar.types import PhonemeTiming
+    net = Audio2ExpressionNet(small_config())
+    feats = quiet_features(3.0)
+    phones = (PhonemeTiming("SIL", 0.0, 1.0), PhonemeTiming("AA", 1.0, 2.0), PhonemeTiming("SIL", 2.0, 3.0))
+    outs = {}
+    for weight in (0.0, 0.9):
+        folder = tmp_path / str(weight)
+        save_audio2expr(folder, net, "logmel80", np.full(52, 0.3), np.full(52, 0.1),
+                        prior=PriorConfig(weight=weight, lead_s=0.0, mean=0.3, std=0.4))
+        model = load_audio2expr(folder)
+        assert model.prior is not None and model.prior.weight == weight
+        outs[weight] = model.predict_features(feats, FPS, 75, phones).weights[:, JAW_OPEN]
+    alone = load_audio2expr(tmp_path / "0.0").predict_features(feats, FPS, 75).weights[:, JAW_OPEN]
+    np.testing.assert_allclose(outs[0.0], alone, atol=1e-6)
+    assert outs[0.9][30:45].mean() > outs[0.9][:20].mean() + 0.1

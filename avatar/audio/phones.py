@@ -1,0 +1,111 @@
+"""Phones heard in speech, and the mouth articulation they imply (the phonetic prior).
+
+`recognize_phones(speech)` runs CMU PocketSphinx's phone-loop recognizer (the US English acoustic
+model and phone language model ship inside the `pocketsphinx` wheel: offline, about 0.05 s per
+second of speech on one core) and returns ARPAbet phones with times. It needs no transcript and
+runs on any language; outside English the labels are the nearest English phones, which still tell
+open vowels from closed consonants and pauses.
+
+`articulation(phones, rate_hz, n)` turns phones into three curves in [0, 1] sampled at `rate_hz`:
+jaw opening (open vowels high, bilabials zero), lip closure (p, b, m; f, v half) and lip rounding
+(u, o, w, sh ...). The values are textbook phonetics (vowel height and viseme classes), not fitted
+to our corpus: that is what makes them a prior that ~90 s of video cannot overfit.
+"""
+from __future__ import annotations
+
+import functools
+import os
+
+import numpy as np
+
+from avatar.errors import AvatarError
+from avatar.types import PhonemeTiming, Speech
+
+_SR = 16000
+_UTTERANCE_S = 20.0                 # long audio is recognized in pieces of this length
+_QUIET_DB = 35.0                    # a phone this far under the speech level is a pause
+_FLOOR_DB = -60.0                   # and so is anything quieter than this (dBFS)
+
+VOWELS = frozenset("AA AE AH AO AW AY EH ER EY IH IY OW OY UH UW".split())
+JAW_OPENING = {
+    "AA": 1.0, "AE": 0.9, "AO": 0.85, "AW": 0.9, "AY": 0.9, "AH": 0.7, "EH": 0.7, "OY": 0.7,
+    "OW": 0.6, "EY": 0.55, "ER": 0.45, "IH": 0.4, "UH": 0.4, "UW": 0.3, "IY": 0.25,
+    "HH": 0.5, "K": 0.35, "G": 0.35, "NG": 0.35, "L": 0.35, "R": 0.35, "T": 0.3, "D": 0.3,
+    "N": 0.3, "TH": 0.3, "DH": 0.3, "SH": 0.25, "ZH": 0.25, "CH": 0.25, "JH": 0.25, "Y": 0.25,
+    "W": 0.2, "F": 0.15, "V": 0.15, "S": 0.15, "Z": 0.15, "B": 0.0, "P": 0.0, "M": 0.0,
+}
+LIP_CLOSURE = {"B": 1.0, "P": 1.0, "M": 1.0, "F": 0.5, "V": 0.5}
+LIP_ROUNDING = {"UW": 1.0, "W": 1.0, "OW": 0.8, "UH": 0.6, "OY": 0.6, "SH": 0.5, "ZH": 0.5,
+                "CH": 0.5, "JH": 0.5, "AO": 0.4, "R": 0.4, "ER": 0.4}
+CURVES = ("jaw_opening", "lip_closure", "lip_rounding")
+
+
+def phones_available() -> bool:
+    try:
+        import pocketsphinx  # noqa: F401
+        return True
+    except ImportError:
+        return False
+
+
+@functools.lru_cache(maxsize=1)
+def _decoder():
+    try:
+        from pocketsphinx import Decoder, get_model_path
+    except ImportError:
+        raise AvatarError("phone recognition needs the package pocketsphinx; "
+                          "pip install pocketsphinx==5.1.1") from None
+    model = os.path.join(get_model_path(), "en-us")
+    return Decoder(hmm=os.path.join(model, "en-us"), allphone=os.path.join(model, "en-us-phone.lm.bin"),
+                   lw=2.0, beam=1e-10, pbeam=1e-10, samprate=_SR, loglevel="FATAL")
+
+
+def recognize_phones(speech: Speech) -> tuple[PhonemeTiming, ...]:
+    """ARPAbet phones (and "SIL") with start/end seconds, in time order, covering the speech."""
+    if speech.sample_rate != _SR:
+        raise AvatarError(f"speech must be at {_SR} Hz (got {speech.sample_rate}); load it with "
+                          "avatar.audio.load_speech")
+    decoder = _decoder()
+    pcm = (np.clip(np.asarray(speech.samples, np.float32), -1.0, 1.0) * 32767).astype("<i2")
+    step = int(_UTTERANCE_S * _SR)
+    out: list[PhonemeTiming] = []
+    for start in range(0, len(pcm), step):
+        offset = start / _SR
+        decoder.start_utt()
+        decoder.process_raw(pcm[start:start + step].tobytes(), full_utt=True)
+        decoder.end_utt()
+        for seg in decoder.seg():
+            label = seg.word.upper()
+            if label not in JAW_OPENING:
+                label = "SIL"                       # SIL, noise and filler models
+            out.append(PhonemeTiming(label, offset + seg.start_frame / 100.0,
+                                     offset + (seg.end_frame + 1) / 100.0))
+    return _silence_quiet_phones(out, speech)
+
+
+def _silence_quiet_phones(phones: list[PhonemeTiming], speech: Speech) -> tuple[PhonemeTiming, ...]:
+    """Relabel as SIL the phones heard in near-silence (the recognizer's normalization turns
+    digital silence or faint room noise into fricatives)."""
+    from avatar.audio.load import frame_rms_db
+    db = frame_rms_db(speech.samples, speech.sample_rate, 0.01)
+    if len(db) == 0:
+        return tuple(phones)
+    quiet_below = max(float(np.percentile(db, 90)) - _QUIET_DB, _FLOOR_DB)
+    out = []
+    for p in phones:
+        seg = db[int(p.start_s * 100): max(int(p.end_s * 100), int(p.start_s * 100) + 1)]
+        loud = len(seg) > 0 and float(seg.max()) > quiet_below
+        out.append(p if loud or p.phoneme == "SIL" else PhonemeTiming("SIL", p.start_s, p.end_s))
+    return tuple(out)
+
+
+def articulation(phones: tuple[PhonemeTiming, ...], rate_hz: float, n: int) -> np.ndarray:
+    """[n, 3] (jaw opening, lip closure, lip rounding) at times i / rate_hz; 0 in pauses."""
+    out = np.zeros((n, len(CURVES)), np.float32)
+    for p in phones:
+        lo = max(int(round(p.start_s * rate_hz)), 0)
+        hi = min(int(round(p.end_s * rate_hz)), n)
+        if hi > lo:
+            out[lo:hi] = (JAW_OPENING.get(p.phoneme, 0.0), LIP_CLOSURE.get(p.phoneme, 0.0),
+                          LIP_ROUNDING.get(p.phoneme, 0.0))
+    return out
