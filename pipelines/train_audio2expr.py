@@ -42,6 +42,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--evaluate-only", action="store_true",
                    help="do not train: evaluate the checkpoint in --out on the held-out speakers")
+    p.add_argument("--ensemble", type=int, default=3, choices=range(1, 9), metavar="N",
+                   help="networks trained with different seeds and averaged (1-8, default 3)")
     p.add_argument("--prior-weight", type=float, default=0.5,
                    help="share of the phonetic prior in jawOpen (0: network only; default 0.5)")
     p.add_argument("--min-sync", type=float, default=0.25,
@@ -57,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     from avatar.expression.checkpoint import load_audio2expr, save_audio2expr
     from avatar.expression.data import build_variants, find_clips, silence_features
     from avatar.expression.model import NetConfig
-    from avatar.expression.train import TrainConfig, fit_normalizer, fit_prior, screen_clips, train_network
+    from avatar.expression.train import TrainConfig, fit_normalizer, fit_prior, screen_clips
     from avatar.expression.prior import PriorConfig
     from avatar.types import MOUTH_BLENDSHAPES
 
@@ -103,12 +105,12 @@ def run(args: argparse.Namespace) -> int:
     if args.silence_gate_db is not None and args.silence_gate_db < 0:
         args.silence_gate_db = None
     budget = args.minutes * 60 - (time.monotonic() - started) - 60
-    net, losses = train_network(train, net_cfg, cfg, silence, normalizer,
-                                deadline_s=max(budget, 30.0))
+    net, losses = train_ensemble(train, net_cfg, cfg, silence, normalizer, args.ensemble, max(budget, 30.0))
     prior = fit_prior(train, [network_jaw_z(net, c, net_cfg.window) for c in train],
                       args.prior_weight)
     extra = {"training": {"clips": [c.name for c in train], "speakers": sorted({c.speaker for c in train}),
-                          "holdout_speakers": sorted(holdout), "steps": len(losses),
+                          "holdout_speakers": sorted(holdout), "steps_per_network": len(losses),
+                          "ensemble": args.ensemble,
                           "final_loss": float(np.mean(losses[-50:])),
                           "clip_sync": {k: {"offset_frames": v.lag, "prior_r": v.r, "used": v.used}
                                         for k, v in sync.items()},
@@ -121,6 +123,22 @@ def run(args: argparse.Namespace) -> int:
                                                          "training clips (in-sample)")
     metrics["loss_curve"] = [float(np.mean(losses[i:i + 50])) for i in range(0, len(losses), 50)]
     return finish(args, model, metrics, run_dir, started)
+
+
+def train_ensemble(train, net_cfg, cfg, silence, normalizer, members: int, budget_s: float):
+    """`members` networks with seeds cfg.seed, cfg.seed + 1, ...; returns the ensemble and the
+    first network's losses."""
+    from dataclasses import replace
+    from avatar.expression.model import Audio2ExpressionEnsemble
+    from avatar.expression.train import train_network
+    ensemble = Audio2ExpressionEnsemble(net_cfg, members)
+    first_losses = None
+    for k, member in enumerate(ensemble.members):
+        net, losses = train_network(train, net_cfg, replace(cfg, seed=cfg.seed + k), silence, normalizer,
+                                    deadline_s=budget_s / members)
+        member.load_state_dict(net.state_dict())
+        first_losses = first_losses if first_losses is not None else losses
+    return ensemble.eval(), first_losses
 
 
 def network_jaw_z(net, clip, window: int) -> np.ndarray:

@@ -24,7 +24,7 @@ from avatar.audio.features import (FEATURE_KINDS, frame_windows, loudness_db, n_
                                    speech_features)
 from avatar.errors import AvatarError
 from avatar.audio.phones import recognize_phones
-from avatar.expression.model import Audio2ExpressionNet, NetConfig
+from avatar.expression.model import Audio2ExpressionEnsemble, Audio2ExpressionNet, NetConfig
 from avatar.expression.prior import PriorConfig, blend_jaw, jaw_prior
 from avatar.io.files import load_arrays, read_json, save_arrays, sha256_file, write_json
 from avatar.types import (BLENDSHAPE_NAMES, JAW_OPEN, MOUTH_BLENDSHAPES, Expressions, PhonemeTiming,
@@ -39,7 +39,7 @@ DEFAULT_DIR = Path(__file__).resolve().parents[2] / "checkpoints" / "audio2expr"
 class Audio2Expression:
     """Inference wrapper: speech -> Expressions at a video frame rate."""
 
-    def __init__(self, net: Audio2ExpressionNet, config: dict, device: str = "cpu"):
+    def __init__(self, net: Audio2ExpressionNet | Audio2ExpressionEnsemble, config: dict, device: str = "cpu"):
         self.net = net.to(device).eval()
         self.device = device
         self.config = config
@@ -107,7 +107,7 @@ def speech_gate(feats: SpeechFeatures, fps: float, n_frames: int, below_db: floa
     return np.clip(np.convolve(np.pad(gate, 1, mode="edge"), ramp, "valid"), 0.0, 1.0)
 
 
-def save_audio2expr(directory: str | Path, net: Audio2ExpressionNet, feature_kind: str,
+def save_audio2expr(directory: str | Path, net: Audio2ExpressionNet | Audio2ExpressionEnsemble, feature_kind: str,
                     mean: np.ndarray, std: np.ndarray, extra: dict | None = None,
                     rest_z: np.ndarray | None = None, silence_gate_db: float | None = None,
                     prior: PriorConfig | None = None) -> None:
@@ -118,6 +118,7 @@ def save_audio2expr(directory: str | Path, net: Audio2ExpressionNet, feature_kin
     config = {
         "format": "audio2expr", "version": FORMAT_VERSION, "feature_kind": feature_kind,
         "net": net.cfg.to_dict(), "output_indices": list(MOUTH_BLENDSHAPES),
+        "ensemble": len(net.members) if isinstance(net, Audio2ExpressionEnsemble) else None,
         "output_names": [BLENDSHAPE_NAMES[i] for i in MOUTH_BLENDSHAPES],
         "output_mean": [float(x) for x in mean], "output_std": [float(x) for x in std],
         "rest_z": [float(x) for x in rest_z] if rest_z is not None else None,
@@ -155,7 +156,11 @@ def load_audio2expr(checkpoint_dir: str | Path | None = None, device: str = "cpu
     except (TypeError, KeyError, AssertionError):
         raise AvatarError(f"{directory}/config.json is incomplete or inconsistent; re-train with "
                           "`train-audio2expr`") from None
-    net = Audio2ExpressionNet(net_cfg)
+    members = config.get("ensemble")
+    if members is not None and (not isinstance(members, int) or not 1 <= members <= 32):
+        raise AvatarError(f"{directory}/config.json: ensemble must be 1-32 networks (got {members!r}); "
+                          "re-train with `train-audio2expr`")
+    net = Audio2ExpressionEnsemble(net_cfg, members) if members else Audio2ExpressionNet(net_cfg)
     expected = {k: tuple(v.shape) for k, v in net.state_dict().items()}
     arrays = load_arrays(weights_path, expected, "audio2expr weights")
     net.load_state_dict({k: torch.from_numpy(arrays[k]) for k in expected})

@@ -86,3 +86,16 @@ class Audio2ExpressionNet(nn.Module):
         b, t, w, d = windows.shape
         z = self.encoder(windows.reshape(b * t, w, d)).reshape(b, t, -1)
         return self.decoder(self.filter(z))
+
+
+class Audio2ExpressionEnsemble(nn.Module):
+    """Several networks trained with different seeds; the output is their mean (on ~90 s of data
+    one network's held-out r moves by +-0.1 with the seed; the mean is steadier)."""
+
+    def __init__(self, cfg: NetConfig, members: int):
+        super().__init__()
+        self.cfg = cfg
+        self.members = nn.ModuleList(Audio2ExpressionNet(cfg) for _ in range(members))
+
+    def forward(self, windows: torch.Tensor) -> torch.Tensor:
+        return torch.stack([m(windows) for m in self.members]).mean(0)

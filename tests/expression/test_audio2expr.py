@@ -210,3 +210,20 @@ def test_checkpoint_with_prior_blends_jaw(tmp_path):
     alone = load_audio2expr(tmp_path / "0.0").predict_features(feats, FPS, 75).weights[:, JAW_OPEN]
     np.testing.assert_allclose(outs[0.0], alone, atol=1e-6)
     assert outs[0.9][30:45].mean() > outs[0.9][:20].mean() + 0.1
+
+
+def test_ensemble_checkpoint_is_the_mean_of_its_members(tmp_path):
+    from avatar.audio.features import frame_windows
+    from avatar.expression.model import Audio2ExpressionEnsemble
+    torch.manual_seed(0)
+    ensemble = Audio2ExpressionEnsemble(small_config(), 2)
+    save_audio2expr(tmp_path, ensemble, "logmel80", np.full(52, 0.3), np.full(52, 0.1))
+    model = load_audio2expr(tmp_path)
+    assert model.config["ensemble"] == 2
+    feats = quiet_features(2.0)
+    z = model.predict_z(feats, FPS, 50)
+    windows = torch.from_numpy(frame_windows(feats, FPS, 50, small_config().window)[None])
+    with torch.inference_mode():
+        members = [m(windows)[0].numpy() for m in ensemble.eval().members]
+    np.testing.assert_allclose(z, np.mean(members, 0), atol=1e-5)
+    assert np.abs(members[0] - members[1]).max() > 1e-3          # the members differ
