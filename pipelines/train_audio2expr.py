@@ -33,7 +33,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="speakers (folder names) kept out of training for evaluation (default: aoc vr_man)")
     p.add_argument("--minutes", type=float, default=20.0, help="training time budget (default 20)")
     p.add_argument("--steps", type=int, default=1000, help="optimizer steps at most (default 1000)")
-    p.add_argument("--features", choices=["whisper_tiny", "logmel80"], default="whisper_tiny")
+    p.add_argument("--features", choices=["whisper_tiny", "whisper_phones", "logmel80"], default="whisper_tiny",
+                   help="speech features: Whisper tiny encoder (default), the same plus the articulation "
+                        "curves of the recognized phones, or log-mel")
     p.add_argument("--out", type=Path, default=REPO / "checkpoints" / "audio2expr",
                    help="checkpoint folder to write (default checkpoints/audio2expr)")
     p.add_argument("--run-dir", type=Path, default=None, help="run folder (default runs/audio2expr-<time>)")
@@ -56,6 +58,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import torch
+    from avatar.audio.features import FEATURE_DIMS
     from avatar.expression.checkpoint import load_audio2expr, save_audio2expr
     from avatar.expression.data import build_variants, find_clips, silence_features
     from avatar.expression.model import NetConfig
@@ -85,8 +88,8 @@ def run(args: argparse.Namespace) -> int:
             build_variants(c, ["clean"], model.feature_kind, seed=0)
         metrics = evaluate_clips(model, test, run_dir / "heldout_curves.png", "held-out speakers")
         return finish(args, model, metrics, run_dir, started)
-    net_cfg = NetConfig(feature_dim=385 if args.features == "whisper_tiny" else 80,
-                        window=16 if args.features == "whisper_tiny" else 32,
+    net_cfg = NetConfig(feature_dim=FEATURE_DIMS[args.features],
+                        window=32 if args.features == "logmel80" else 16,
                         n_out=len(MOUTH_BLENDSHAPES))
     sync = screen_clips(train, PriorConfig(), min_r=args.min_sync)
     for name, s in sync.items():
@@ -106,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
         args.silence_gate_db = None
     budget = args.minutes * 60 - (time.monotonic() - started) - 60
     net, losses = train_ensemble(train, net_cfg, cfg, silence, normalizer, args.ensemble, max(budget, 30.0))
-    prior = fit_prior(train, [network_jaw_z(net, c, net_cfg.window) for c in train],
+    prior = fit_prior(train, [network_z(net, c, net_cfg.window) for c in train],
                       args.prior_weight)
     extra = {"training": {"clips": [c.name for c in train], "speakers": sorted({c.speaker for c in train}),
                           "holdout_speakers": sorted(holdout), "steps_per_network": len(losses),
@@ -141,15 +144,13 @@ def train_ensemble(train, net_cfg, cfg, silence, normalizer, members: int, budge
     return ensemble.eval(), first_losses
 
 
-def network_jaw_z(net, clip, window: int) -> np.ndarray:
-    """The freshly trained network's jawOpen (z units) on a clip's clean audio."""
+def network_z(net, clip, window: int) -> np.ndarray:
+    """The freshly trained network's output (z units, [T, n_mouth]) on a clip's clean audio."""
     import torch
     from avatar.audio.features import frame_windows
-    from avatar.types import JAW_OPEN, MOUTH_BLENDSHAPES
     windows = frame_windows(clip.variants[0].features, clip.fps, len(clip.targets), window)
     with torch.inference_mode():
-        z = net(torch.from_numpy(windows[None]))[0].numpy()
-    return z[:, list(MOUTH_BLENDSHAPES).index(JAW_OPEN)]
+        return net(torch.from_numpy(windows[None]))[0].numpy()
 
 
 def finish(args, model, metrics: dict, run_dir: Path, started: float) -> int:

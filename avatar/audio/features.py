@@ -8,6 +8,8 @@ Kinds:
   about j / 50 s, plus one last column: the frame's loudness ((dBFS + 40) / 20), which tells
   speech from silence directly (the encoder's states in pauses depend on their context). Phonetic, speaker-robust features. Long audio is encoded in fixed 10 s chunks
   with 1 s of context on either side, so memory stays constant.
+- "whisper_phones": "whisper_tiny" with the three articulation curves of the recognized phones
+  (avatar.audio.phones: jaw opening, lip closure, lip rounding) before the loudness column.
 
 `frame_windows` cuts, for every video frame t (time t / fps), a window of `size` feature frames
 centred on that time (NVP: 16 steps), padding beyond the ends with the silence value.
@@ -21,7 +23,8 @@ import numpy as np
 from avatar.errors import AvatarError
 from avatar.types import Speech, SpeechFeatures
 
-FEATURE_KINDS = ("logmel80", "whisper_tiny")
+FEATURE_KINDS = ("logmel80", "whisper_tiny", "whisper_phones")
+FEATURE_DIMS = {"logmel80": 80, "whisper_tiny": 385, "whisper_phones": 388}
 _SR = 16000
 _CHUNK_S, _CONTEXT_S = 10.0, 1.0
 
@@ -33,9 +36,13 @@ def speech_features(speech: Speech, kind: str = "logmel80") -> SpeechFeatures:
                           "avatar.audio.load_speech")
     if kind == "logmel80":
         return SpeechFeatures(log_mel(speech.samples), 100.0, kind)
-    if kind == "whisper_tiny":
+    if kind in ("whisper_tiny", "whisper_phones"):
         enc = whisper_encoder_features(speech.samples)
-        return SpeechFeatures(np.concatenate([enc, loudness_column(speech.samples, len(enc))], 1), 50.0, kind)
+        columns = [enc, loudness_column(speech.samples, len(enc))]
+        if kind == "whisper_phones":
+            from avatar.audio.phones import articulation, recognize_phones
+            columns.insert(1, articulation(recognize_phones(speech), 50.0, len(enc)))
+        return SpeechFeatures(np.concatenate(columns, 1), 50.0, kind)
     raise AvatarError(f"unknown speech feature kind {kind!r}; use one of {', '.join(FEATURE_KINDS)}")
 
 
@@ -58,7 +65,7 @@ def loudness_column(samples: np.ndarray, n: int, rate_hz: float = 50.0) -> np.nd
 
 def loudness_db(features: SpeechFeatures) -> np.ndarray:
     """Per feature frame loudness in dB (from the loudness column, or the log-mel energy)."""
-    if features.kind == "whisper_tiny":
+    if features.kind in ("whisper_tiny", "whisper_phones"):
         return features.values[:, -1] * 20.0 - 40.0
     power = np.sum(10.0 ** features.values, axis=1)
     return (10.0 * np.log10(np.maximum(power, 1e-12))).astype(np.float32)

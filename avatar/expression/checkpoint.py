@@ -9,8 +9,8 @@ Silence gate: where the audio around a frame is more than `silence_gate_db` (con
 speech level, the mouth is blended to the corpus rest pose (closed mouth), with a short ramp. The
 network alone learns silence only roughly from ~80 s of data; the gate makes pauses reliable.
 
-Phonetic prior (config "prior", see `avatar.expression.prior`): jawOpen is the network's blended
-with the jaw opening implied by the phones PocketSphinx hears in the speech. `predict` recognizes
+Phonetic prior (config "prior", see `avatar.expression.prior`): jawOpen and five lip blendshapes
+are the network's blended with the articulation implied by the phones PocketSphinx hears. `predict` recognizes
 the phones itself; `predict_features` uses the prior only when it is given the phones.
 """
 from __future__ import annotations
@@ -25,9 +25,9 @@ from avatar.audio.features import (FEATURE_KINDS, frame_windows, loudness_db, n_
 from avatar.errors import AvatarError
 from avatar.audio.phones import recognize_phones
 from avatar.expression.model import Audio2ExpressionEnsemble, Audio2ExpressionNet, NetConfig
-from avatar.expression.prior import PriorConfig, blend_jaw, jaw_prior
+from avatar.expression.prior import PriorConfig, blend_prior, prior_curves
 from avatar.io.files import load_arrays, read_json, save_arrays, sha256_file, write_json
-from avatar.types import (BLENDSHAPE_NAMES, JAW_OPEN, MOUTH_BLENDSHAPES, Expressions, PhonemeTiming,
+from avatar.types import (BLENDSHAPE_NAMES, MOUTH_BLENDSHAPES, Expressions, PhonemeTiming,
                           Speech, SpeechFeatures)
 
 FORMAT_VERSION = 1
@@ -64,9 +64,8 @@ class Audio2Expression:
                          phones: tuple[PhonemeTiming, ...] | None = None) -> Expressions:
         z = self.predict_z(feats, fps, n_frames)
         if self.prior is not None and phones is not None:
-            jaw = self.outputs.index(JAW_OPEN)
-            prior = jaw_prior(phones, fps, n_frames, self.prior.lead_s, self.prior.smooth_s)
-            z[:, jaw] = blend_jaw(z[:, jaw], prior, self.prior)
+            curves = prior_curves(phones, fps, n_frames, self.prior.lead_s, self.prior.smooth_s)
+            z = blend_prior(z, curves, self.prior, self.outputs)
         if self.gate_db is not None:
             gate = speech_gate(feats, fps, n_frames, float(self.gate_db))[:, None]
             z = gate * z + (1.0 - gate) * self.rest_z[None]
@@ -153,6 +152,9 @@ def load_audio2expr(checkpoint_dir: str | Path | None = None, device: str = "cpu
         assert len(config["output_mean"]) == len(config["output_std"]) == len(BLENDSHAPE_NAMES)
         if config.get("prior") is not None:
             PriorConfig(**config["prior"])
+    except ValueError as exc:
+        raise AvatarError(f"{directory}/config.json: bad phonetic prior ({exc}); re-train with "
+                          "`train-audio2expr`") from None
     except (TypeError, KeyError, AssertionError):
         raise AvatarError(f"{directory}/config.json is incomplete or inconsistent; re-train with "
                           "`train-audio2expr`") from None

@@ -17,8 +17,8 @@ from tqdm import tqdm
 from avatar.expression.data import ClipData
 from avatar.expression.evaluate import best_offset
 from avatar.expression.model import Audio2ExpressionNet, NetConfig
-from avatar.expression.prior import PriorConfig, blend_jaw, jaw_prior
-from avatar.types import JAW_OPEN, MOUTH_BLENDSHAPES, SpeechFeatures
+from avatar.expression.prior import PriorConfig, blend_prior, jaw_prior, prior_curves
+from avatar.types import BLENDSHAPE_NAMES, JAW_OPEN, MOUTH_BLENDSHAPES, SpeechFeatures
 
 STD_FLOOR = 0.02
 
@@ -96,16 +96,19 @@ def screen_clips(clips: list[ClipData], prior: PriorConfig, min_r: float = 0.25,
     return out
 
 
-def fit_prior(clips: list[ClipData], net_jaw_z: list[np.ndarray], weight: float,
+def fit_prior(clips: list[ClipData], net_z: list[np.ndarray], weight: float,
               lead_s: float = 0.1, smooth_s: float = 0.06) -> PriorConfig:
-    """Prior statistics over the training clips (z units) and the gain that gives the blend the
-    network's own spread."""
-    priors = [jaw_prior(c.phones, c.fps, len(c.targets), lead_s, smooth_s) for c in clips]
-    allp = np.concatenate(priors)
-    cfg = PriorConfig(weight, lead_s, smooth_s, float(allp.mean()), float(max(allp.std(), 1e-3)))
-    blend = np.concatenate([blend_jaw(z, p, cfg) for z, p in zip(net_jaw_z, priors)])
-    net = np.concatenate(net_jaw_z)
-    return replace(cfg, gain=float(net.std() / max(blend.std(), 1e-6)))
+    """Prior statistics over the training clips (z units) and the gains that give each blend the
+    network's own spread. net_z: the network's output per clip, [T, n_mouth] (MOUTH_BLENDSHAPES)."""
+    outputs = list(MOUTH_BLENDSHAPES)
+    curves = [prior_curves(c.phones, c.fps, len(c.targets), lead_s, smooth_s) for c in clips]
+    base = PriorConfig(weight, lead_s, smooth_s)
+    drivers = np.concatenate(curves)[:, [base.curve_index(t) for t in base.targets]]
+    cfg = replace(base, mean=tuple(drivers.mean(0)), std=tuple(np.maximum(drivers.std(0), 1e-3)))
+    blend = np.concatenate([blend_prior(z, cu, cfg, outputs) for z, cu in zip(net_z, curves)])
+    cols = [outputs.index(BLENDSHAPE_NAMES.index(t)) for t in cfg.targets]
+    net = np.concatenate(net_z)[:, cols]
+    return replace(cfg, gain=tuple(net.std(0) / np.maximum(blend[:, cols].std(0), 1e-6)))
 
 
 # ---- network training -----------------------------------------------------------------------

@@ -1,6 +1,8 @@
 """The audio2expr network: trains on synthetic data, silence -> rest pose, checkpoint round trip."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -10,7 +12,7 @@ from avatar.expression import Audio2ExpressionNet, NetConfig, load_audio2expr, s
 from avatar.expression.data import ClipData, Variant
 from avatar.expression.evaluate import best_offset, clip_metrics
 from avatar.expression.train import TrainConfig, fit_normalizer, train_network
-from avatar.types import JAW_OPEN, MOUTH_BLENDSHAPES, N_BLENDSHAPES, Speech, SpeechFeatures
+from avatar.types import BLENDSHAPE_NAMES, JAW_OPEN, MOUTH_BLENDSHAPES, N_BLENDSHAPES, Speech, SpeechFeatures
 
 FPS = 25.0
 RATE = 100.0
@@ -198,18 +200,34 @@ def test_checkpoint_with_prior_blends_jaw(tmp_path):
     from avatar.types import PhonemeTiming
     net = Audio2ExpressionNet(small_config())
     feats = quiet_features(3.0)
-    phones = (PhonemeTiming("SIL", 0.0, 1.0), PhonemeTiming("AA", 1.0, 2.0), PhonemeTiming("SIL", 2.0, 3.0))
-    outs = {}
+    phones = (PhonemeTiming("SIL", 0.0, 1.0), PhonemeTiming("AA", 1.0, 2.0), PhonemeTiming("UW", 2.0, 2.5),
+              PhonemeTiming("SIL", 2.5, 3.0))
+    pucker = BLENDSHAPE_NAMES.index("mouthPucker")
+    outs, puckers = {}, {}
     for weight in (0.0, 0.9):
         folder = tmp_path / str(weight)
         save_audio2expr(folder, net, "logmel80", np.full(52, 0.3), np.full(52, 0.1),
-                        prior=PriorConfig(weight=weight, lead_s=0.0, mean=0.3, std=0.4))
+                        prior=PriorConfig(weight=weight, lead_s=0.0, targets=("jawOpen", "mouthPucker"),
+                                          mean=(0.3, 0.2), std=(0.4, 0.3)))
         model = load_audio2expr(folder)
         assert model.prior is not None and model.prior.weight == weight
-        outs[weight] = model.predict_features(feats, FPS, 75, phones).weights[:, JAW_OPEN]
+        weights = model.predict_features(feats, FPS, 75, phones).weights
+        outs[weight], puckers[weight] = weights[:, JAW_OPEN], weights[:, pucker]
     alone = load_audio2expr(tmp_path / "0.0").predict_features(feats, FPS, 75).weights[:, JAW_OPEN]
     np.testing.assert_allclose(outs[0.0], alone, atol=1e-6)
-    assert outs[0.9][30:45].mean() > outs[0.9][:20].mean() + 0.1
+    assert outs[0.9][30:45].mean() > outs[0.9][:20].mean() + 0.1          # "ah": jaw open
+    assert puckers[0.9][52:60].mean() > puckers[0.9][30:45].mean() + 0.05   # "oo": lips rounded
+
+
+def test_bad_prior_in_config_is_refused(tmp_path):
+    from avatar.expression.prior import PriorConfig
+    save_audio2expr(tmp_path, Audio2ExpressionNet(small_config()), "logmel80", np.zeros(52), np.ones(52),
+                    prior=PriorConfig())
+    config = json.loads((tmp_path / "config.json").read_text())
+    config["prior"]["targets"] = ["eyeBlinkLeft"] + config["prior"]["targets"][1:]
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(AvatarError, match="prior"):
+        load_audio2expr(tmp_path)
 
 
 def test_ensemble_checkpoint_is_the_mean_of_its_members(tmp_path):
