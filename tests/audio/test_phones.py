@@ -43,3 +43,16 @@ def test_articulation_values_sit_where_the_phones_are():
     assert jaw[:50].max() == 0 and jaw[55] == 0 and closure[55] == 1.0
     assert jaw[70] == 1.0 and closure[70] == 0 and rounding[90] == 1.0 and jaw[90] < 0.5
     assert c[100:].max() == 0
+
+
+def test_whisper_phones_features_carry_the_articulation():
+    from avatar.audio import speech_features
+    from avatar.audio.features import FEATURE_DIMS, loudness_db
+    speech = synthesize("Map the moon.")
+    padded = Speech(np.concatenate([speech.samples, np.zeros(16000, np.float32)]), 16000)
+    feats = speech_features(padded, "whisper_phones")
+    assert feats.values.shape == (int(np.ceil(len(padded.samples) / 320)), FEATURE_DIMS["whisper_phones"])
+    curves = feats.values[:, 384:387]
+    assert curves[: int(speech.duration_s * 50), 0].max() > 0.5          # open vowels while speaking
+    assert curves[-40:].max() == 0.0                                      # the added second of silence
+    assert loudness_db(feats)[-40:].max() < -60                           # loudness is still the last column
