@@ -1,7 +1,8 @@
 """A tiny synthetic person folder (for tests and benchmarks without real footage).
 
 The canonical mesh is posed with smooth head motion and a jaw-opening expression, and drawn with a
-procedural texture (skin stripes, a dark mouth interior) over a gradient background; the folder has
+procedural texture (skin stripes, a dark mouth interior) over a gradient background whose blue
+level is 60 + 8 * (frame index mod 24), so tests can tell target frames apart; the folder has
 the same files a real `train-person` writes, so every renderer code path can run on it.
 """
 from __future__ import annotations
@@ -76,13 +77,17 @@ def draw_frames(meshes_px: np.ndarray, size: int) -> np.ndarray:
     patch = frags.face >= len(faces) - N_RING
     face_rgb = procedural_texture(frags.uv, patch)
     yy, xx = torch.meshgrid(torch.linspace(0, 1, size), torch.linspace(0, 1, size), indexing="ij")
-    bg = torch.stack([0.2 + 0.3 * xx, 0.3 + 0.2 * yy, 0.5 + 0 * xx], -1).expand_as(face_rgb)
+    index_blue = (60 + 8 * (torch.arange(len(meshes_px)) % 24)).float() / 255     # frame id
+    bg = torch.stack([(0.2 + 0.3 * xx).expand_as(face_rgb[..., 0]), (0.3 + 0.2 * yy).expand_as(face_rgb[..., 0]),
+                      index_blue[:, None, None].expand_as(face_rgb[..., 0])], -1)
     rgb = torch.where(frags.mask[..., None], face_rgb, bg)
     return (rgb.clamp(0, 1) * 255).round().byte().numpy()
 
 
-def make_synthetic_person(folder: Path, n_frames: int = 24, size: int = 192, fps: float = 10.0) -> Path:
-    """Write a complete synthetic person folder (person.json, track, face model, target.mp4)."""
+def make_synthetic_person(folder: Path, n_frames: int = 24, size: int = 192, fps: float = 10.0,
+                          width: int | None = None) -> Path:
+    """Write a complete synthetic person folder (person.json, track, face model, target.mp4).
+    Frames are size x size, or `width` wide (the face stays in the left size x size square)."""
     from avatar.video.writer import VideoWriter
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -90,15 +95,18 @@ def make_synthetic_person(folder: Path, n_frames: int = 24, size: int = 192, fps
     blend, poses = synthetic_motion(n_frames, fps, size)
     meshes = poses.apply(model.meshes(model.coefficients(Expressions(blend, fps)))).astype(np.float32)
     frames = draw_frames(meshes, size)
+    width = width or size
+    if width > size:
+        frames = np.pad(frames, ((0, 0), (0, 0), (0, width - size), (0, 0)), mode="edge")
     landmarks = np.concatenate([meshes, meshes[:, :10]], 1)
     track = FaceTrack(landmarks, blend, np.tile(np.eye(4, dtype=np.float32), (n_frames, 1, 1)),
-                      raw_crop_boxes(meshes), np.ones(n_frames, bool), fps, (size, size))
+                      raw_crop_boxes(meshes), np.ones(n_frames, bool), fps, (width, size))
     save_track(folder / "track.safetensors", track, poses)
     save_face_model(folder / "face_model.safetensors", model)
-    with VideoWriter(folder / "target.mp4", size, size, fps, watermark=False, crf=10) as out:
+    with VideoWriter(folder / "target.mp4", width, size, fps, watermark=False, crf=10) as out:
         out.write(frames)
     write_json(folder / "person.json", {"format_version": FORMAT_VERSION, "name": folder.name,
-                                        "fps": fps, "frame_size": [size, size], "n_frames": n_frames,
+                                        "fps": fps, "frame_size": [width, size], "n_frames": n_frames,
                                         "synthetic": True})
     return folder
 

@@ -1,9 +1,8 @@
-"""A tiny synthetic person folder for end-to-end tests (no ../shared data, no training).
+"""A tiny person folder for end-to-end tests (no ../shared data, no training).
 
-Geometry: the MediaPipe canonical mesh as mean shape, a 3-component expression basis that opens
-the jaw, an identity-ish blendshape map; head poses drift slowly across a small target video of
-plain shaded frames; the renderer is an untrained, very small DeferredRenderer saved through the
-renderer's own store (so the checksum and config paths are exercised for real).
+The synthetic person of `avatar.render.synthetic` (posed canonical mesh drawn with a procedural
+texture), small and wider than high, plus an untrained, very small DeferredRenderer saved through the renderer's own
+store and the file hashes `train-person` records (so the checksum and config paths run for real).
 """
 from __future__ import annotations
 
@@ -11,57 +10,11 @@ from pathlib import Path
 
 import numpy as np
 
-from avatar.face.crop import smooth_crop_boxes
-from avatar.face.mesh import canonical_mesh
-from avatar.io.files import sha256_file, write_json
-from avatar.io.person import FORMAT_VERSION, save_face_model, save_track
-from avatar.types import JAW_OPEN, N_BLENDSHAPES, FaceTrack, HeadPoses, PersonFaceModel
-from avatar.video.writer import VideoWriter
+from avatar.io.files import read_json, sha256_file, write_json
+from avatar.render.synthetic import make_synthetic_person
+from avatar.types import N_BLENDSHAPES
 
-WIDTH, HEIGHT, FPS, N_FRAMES = 128, 96, 10.0, 16
-
-
-def tiny_face_model() -> PersonFaceModel:
-    mesh = canonical_mesh()
-    mean = mesh.vertices * np.float32([1, -1, -1]) * 6.0      # cm -> px-ish, y down, z away
-    mean -= mean.mean(0)
-    k = 3
-    basis = np.zeros((k, len(mean), 3), np.float32)
-    below_mouth = mean[:, 1] > np.percentile(mean[:, 1], 70)
-    basis[0, below_mouth, 1] = 1.0                             # jaw drop
-    basis[1, :, 0] = mean[:, 0] * 0.02                         # widen
-    basis[2, below_mouth, 2] = 0.5
-    weight = np.zeros((N_BLENDSHAPES, k), np.float32)
-    weight[JAW_OPEN, 0] = 12.0
-    return PersonFaceModel(mean.astype(np.float32), basis, mesh.faces.copy(), mesh.uvs.copy(),
-                           weight, np.zeros(k, np.float32))
-
-
-def tiny_poses(n: int = N_FRAMES) -> HeadPoses:
-    t = np.arange(n, dtype=np.float32)
-    translation = np.stack([WIDTH / 2 + 3 * np.sin(t / 3), HEIGHT / 2 + 0 * t, 0 * t], 1)
-    return HeadPoses(np.full(n, 0.45, np.float32), np.repeat(np.eye(3, dtype=np.float32)[None], n, 0),
-                     translation.astype(np.float32), FPS)
-
-
-def tiny_track(model: PersonFaceModel, poses: HeadPoses) -> FaceTrack:
-    n = len(poses)
-    rng = np.random.default_rng(1)
-    blend = rng.uniform(0, 0.2, (n, N_BLENDSHAPES)).astype(np.float32)
-    meshes = poses.apply(model.meshes(blend @ model.map_weight + model.map_bias))
-    landmarks = np.concatenate([meshes, meshes[:, :10]], 1).astype(np.float32)   # + 10 "iris"
-    pose = np.repeat(np.eye(4, dtype=np.float32)[None], n, 0)
-    return FaceTrack(landmarks, blend, pose, smooth_crop_boxes(landmarks, FPS),
-                     np.ones(n, bool), FPS, (WIDTH, HEIGHT))
-
-
-def target_frames(n: int = N_FRAMES) -> np.ndarray:
-    yy, xx = np.mgrid[0:HEIGHT, 0:WIDTH]
-    frames = []
-    for i in range(n):
-        base = np.stack([xx * 2 % 256, yy * 2 % 256, np.full_like(xx, 60 + 8 * i)], -1)
-        frames.append(base.astype(np.uint8))
-    return np.stack(frames)
+SIZE, WIDTH, FPS, N_FRAMES = 96, 128, 10.0, 16
 
 
 def save_tiny_renderer(path: Path) -> None:
@@ -75,19 +28,12 @@ def save_tiny_renderer(path: Path) -> None:
 
 
 def make_tiny_person(folder: Path) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    model, poses = tiny_face_model(), tiny_poses()
-    track = tiny_track(model, poses)
-    save_face_model(folder / "face_model.safetensors", model)
-    save_track(folder / "track.safetensors", track, poses)
-    with VideoWriter(folder / "target.mp4", WIDTH, HEIGHT, FPS, watermark=False, crf=12) as out:
-        out.write(target_frames())
+    make_synthetic_person(folder, n_frames=N_FRAMES, size=SIZE, fps=FPS, width=WIDTH)
     save_tiny_renderer(folder / "renderer.safetensors")
-    files = {f: sha256_file(folder / f)                 # as train-person records them
-             for f in ("face_model.safetensors", "track.safetensors", "target.mp4")}
-    write_json(folder / "person.json", {"format_version": FORMAT_VERSION, "fps": FPS,
-                                        "frame_size": [WIDTH, HEIGHT], "n_frames": N_FRAMES,
-                                        "name": folder.name, "files": files})
+    info = read_json(folder / "person.json", "person.json")
+    info["files"] = {f: sha256_file(folder / f)           # as train-person records them
+                     for f in ("face_model.safetensors", "track.safetensors", "target.mp4")}
+    write_json(folder / "person.json", info)
     return folder
 
 
