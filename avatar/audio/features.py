@@ -71,11 +71,13 @@ def loudness_db(features: SpeechFeatures) -> np.ndarray:
     return (10.0 * np.log10(np.maximum(power, 1e-12))).astype(np.float32)
 
 
-def frame_windows(features: SpeechFeatures, fps: float, n_frames: int, size: int) -> np.ndarray:
-    """[n_frames, size, D]: for frame t the feature frames centred at time t / fps."""
+def frame_windows(features: SpeechFeatures, fps: float, n_frames: int, size: int,
+                  first: int = 0) -> np.ndarray:
+    """[n_frames, size, D]: for frame t (first <= t < first + n_frames) the feature frames centred
+    at time t / fps. Long audio is windowed chunk by chunk through `first`."""
     values = features.values
     pad_value = _silence_value(features.kind, values)
-    centres = np.round(np.arange(n_frames) * features.rate_hz / fps).astype(np.int64)
+    centres = np.round(np.arange(first, first + n_frames) * features.rate_hz / fps).astype(np.int64)
     offsets = np.arange(size) - size // 2
     idx = centres[:, None] + offsets[None, :]
     padded = np.concatenate([np.broadcast_to(pad_value, (size, values.shape[1])), values,

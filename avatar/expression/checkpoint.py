@@ -74,14 +74,15 @@ class Audio2Expression:
         return Expressions(np.clip(weights, 0.0, 1.0).astype(np.float32), float(fps))
 
     def predict_z(self, feats: SpeechFeatures, fps: float, n_frames: int) -> np.ndarray:
-        """Network output (z units, [n_frames, n_out]), in overlapping chunks."""
-        windows = frame_windows(feats, fps, n_frames, self.window)
+        """Network output (z units, [n_frames, n_out]), in overlapping chunks (windows are cut per
+        chunk, so memory does not grow with the length of the speech)."""
         k = int(self.config["net"]["context"])
         out = np.zeros((n_frames, len(self.outputs)), np.float32)
         with torch.inference_mode():
             for start in range(0, n_frames, CHUNK_FRAMES):
                 lo, hi = max(start - k, 0), min(start + CHUNK_FRAMES + k, n_frames)
-                x = torch.from_numpy(windows[lo:hi][None]).to(self.device)
+                windows = frame_windows(feats, fps, hi - lo, self.window, first=lo)
+                x = torch.from_numpy(windows[None]).to(self.device)
                 z = self.net(x)[0].cpu().numpy()
                 end = min(start + CHUNK_FRAMES, n_frames)
                 out[start:end] = z[start - lo: start - lo + end - start]

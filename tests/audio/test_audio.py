@@ -148,3 +148,12 @@ def test_whisper_features_shape():
     f = speech_features(s, "whisper_tiny")
     assert f.rate_hz == 50.0 and f.values.shape == (125, 385)
     assert np.isfinite(f.values).all()
+
+
+def test_windows_cut_in_chunks_match_the_whole():
+    rng = np.random.default_rng(0)
+    feats = SpeechFeatures(rng.standard_normal((500, 4)).astype(np.float32), 100.0, "logmel80")
+    whole = frame_windows(feats, 29.97, 150, 16)
+    parts = np.concatenate([frame_windows(feats, 29.97, 40, 16, first=a) for a in (0, 40, 80)]
+                           + [frame_windows(feats, 29.97, 30, 16, first=120)])
+    np.testing.assert_array_equal(parts, whole)
