@@ -42,11 +42,7 @@ CURVES = ("jaw_opening", "lip_closure", "lip_rounding")
 
 @functools.lru_cache(maxsize=1)
 def _decoder():
-    try:
-        from pocketsphinx import Decoder, get_model_path
-    except ImportError:
-        raise AvatarError("phone recognition needs the package pocketsphinx; "
-                          "pip install pocketsphinx==5.1.1") from None
+    from pocketsphinx import Decoder, get_model_path     # a pinned dependency (pyproject.toml)
     model = os.path.join(get_model_path(), "en-us")
     return Decoder(hmm=os.path.join(model, "en-us"), allphone=os.path.join(model, "en-us-phone.lm.bin"),
                    lw=2.0, beam=1e-10, pbeam=1e-10, samprate=_SR, loglevel="FATAL")
