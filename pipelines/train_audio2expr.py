@@ -46,6 +46,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="do not train: evaluate the checkpoint in --out on the held-out speakers")
     p.add_argument("--ensemble", type=int, default=3, choices=range(1, 9), metavar="N",
                    help="networks trained with different seeds and averaged (1-8, default 3)")
+    p.add_argument("--tts-sentences", type=int, default=350, metavar="N",
+                   help="sentences piper speaks to train the articulation net of the phonetic prior "
+                        "(0: phones only; default 350, about 30 min of speech, 3 min to make)")
+    p.add_argument("--articulation-steps", type=int, default=1500, help=argparse.SUPPRESS)
     p.add_argument("--prior-weight", type=float, default=0.5,
                    help="share of the phonetic prior in jawOpen (0: network only; default 0.5)")
     p.add_argument("--min-sync", type=float, default=0.25,
@@ -63,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
     from avatar.expression.data import build_variants, find_clips, silence_features
     from avatar.expression.model import NetConfig
     from avatar.expression.train import TrainConfig, fit_normalizer, fit_prior, screen_clips
-    from avatar.expression.prior import PriorConfig
+    from avatar.expression.prior import PriorConfig, combined_curves
     from avatar.types import MOUTH_BLENDSHAPES
 
     torch.set_num_threads(1)
@@ -109,23 +113,52 @@ def run(args: argparse.Namespace) -> int:
         args.silence_gate_db = None
     budget = args.minutes * 60 - (time.monotonic() - started) - 60
     net, losses = train_ensemble(train, net_cfg, cfg, silence, normalizer, args.ensemble, max(budget, 30.0))
-    prior = fit_prior(train, [network_z(net, c, net_cfg.window) for c in train],
-                      args.prior_weight)
+    articulation = train_tts_articulation(args, net_cfg.feature_dim) if args.tts_sentences > 0 else None
+    lead_s, smooth_s = PriorConfig.lead_s, PriorConfig.smooth_s
+    curves = [combined_curves(c.phones, c.variants[0].features, articulation, c.fps, len(c.targets),
+                              lead_s, smooth_s) for c in train]
+    prior = fit_prior([network_z(net, c, net_cfg.window) for c in train], curves, args.prior_weight)
     extra = {"training": {"clips": [c.name for c in train], "speakers": sorted({c.speaker for c in train}),
                           "holdout_speakers": sorted(holdout), "steps_per_network": len(losses),
                           "ensemble": args.ensemble,
                           "final_loss": float(np.mean(losses[-50:])),
                           "clip_sync": {k: {"offset_frames": v.lag, "prior_r": v.r, "used": v.used}
                                         for k, v in sync.items()},
-                          "augmentations": AUGMENTATIONS, "train_config": cfg.__dict__}}
+                          "augmentations": AUGMENTATIONS, "train_config": cfg.__dict__,
+                          "tts_sentences": args.tts_sentences}}
     save_audio2expr(args.out, net, args.features, normalizer.mean, normalizer.std, extra,
-                    rest_z=normalizer.rest, silence_gate_db=args.silence_gate_db, prior=prior)
+                    rest_z=normalizer.rest, silence_gate_db=args.silence_gate_db, prior=prior,
+                    articulation=articulation)
     model = load_audio2expr(args.out)
     metrics = evaluate_clips(model, test, run_dir / "heldout_curves.png", "held-out speakers")
     metrics["training_clips_in_sample"] = evaluate_clips(model, train, run_dir / "train_curves.png",
                                                          "training clips (in-sample)")
     metrics["loss_curve"] = [float(np.mean(losses[i:i + 50])) for i in range(0, len(losses), 50)]
     return finish(args, model, metrics, run_dir, started)
+
+
+def train_tts_articulation(args, feature_dim: int):
+    """The TTS-trained articulation net (avatar.expression.articulation): --tts-sentences sentences
+    from the standard library's docstrings, spoken by piper, then 1500 steps."""
+    from tqdm import tqdm
+    from avatar.expression.articulation import (ArticulationConfig, stdlib_sentences, train_articulation,
+                                                tts_example)
+    if args.features == "logmel80":
+        raise AvatarError("--tts-sentences needs Whisper features; use --features whisper_tiny or "
+                          "--tts-sentences 0")
+    rng = np.random.default_rng(args.seed)
+    sentences = stdlib_sentences()
+    if not sentences:
+        raise AvatarError("found no sentences in the Python standard library's docstrings; use "
+                          "--tts-sentences 0")
+    chosen = rng.choice(sentences, min(args.tts_sentences, len(sentences)), replace=False)
+    examples = [tts_example(str(s), args.features, rng)
+                for s in tqdm(chosen, desc="TTS articulation data", mininterval=5)]
+    net, losses = train_articulation(examples, ArticulationConfig(feature_dim=feature_dim),
+                                     steps=args.articulation_steps, seed=args.seed)
+    print(f"articulation net: {sum(len(f) for f, _ in examples) / 50:.0f} s of TTS speech, "
+          f"final loss {np.mean(losses[-50:]):.4f}")
+    return net
 
 
 def train_ensemble(train, net_cfg, cfg, silence, normalizer, members: int, budget_s: float):
@@ -197,7 +230,6 @@ def load_corpus(found: list[tuple[Path, str]]):
 def evaluate_clips(model, clips, plot_path: Path, title: str) -> dict:
     from avatar.expression.data import frame_loudness_db, silent_frames
     from avatar.expression.evaluate import clip_metrics, pearson, plot_curves, summarize
-    from avatar.expression.prior import jaw_prior
     from avatar.types import JAW_OPEN
 
     per_clip, items = {}, []
@@ -210,8 +242,7 @@ def evaluate_clips(model, clips, plot_path: Path, title: str) -> dict:
         tracked = c.targets[:, JAW_OPEN]
         m["network_only_jaw_r"] = pearson(model.predict_features(feats, c.fps, n).weights[:, JAW_OPEN], tracked)
         if model.prior is not None:
-            m["prior_only_jaw_r"] = pearson(jaw_prior(c.phones, c.fps, n, model.prior.lead_s,
-                                                      model.prior.smooth_s), tracked)
+            m["prior_only_jaw_r"] = pearson(model.prior_curves(feats, c.fps, n, c.phones)[:, 0], tracked)
         items.append({"name": c.name, "fps": c.fps, "pred_jaw": pred[:, JAW_OPEN],
                       "tracked_jaw": tracked, "loudness": loud,
                       "text": f"r={m['jaw_r']:.2f} (network alone {m['network_only_jaw_r']:.2f}, "

@@ -39,11 +39,10 @@ def synthesize(text: str, voice: str | None = None) -> Speech:
     piper_voice = _load_voice(*_voice_files(voice))
     pieces, phonemes, offset = [], [], 0.0
     for sentence in split_sentences(text):
-        for chunk in piper_voice.synthesize(sentence, include_alignments=True):
-            audio = _to_internal_rate(chunk.audio_float_array, chunk.sample_rate)
-            phonemes.extend(_timings(chunk, offset))
-            pieces.append(audio)
-            offset += len(audio) / SAMPLE_RATE
+        audio, timings = _speak(piper_voice, sentence, offset)
+        pieces += audio
+        phonemes += timings
+        offset += sum(len(a) for a in audio) / SAMPLE_RATE
     spoken = [p for p in phonemes if p.phoneme not in _SILENT_PHONEMES and p.end_s > p.start_s]
     samples = np.concatenate(pieces) if pieces else np.zeros(0, np.float32)
     if not spoken or len(samples) == 0 or np.abs(samples).max() < 1e-3:
@@ -51,6 +50,27 @@ def synthesize(text: str, voice: str | None = None) -> Speech:
                           "the voice speaks (the default voice is English)")
     return Speech(samples=normalize_loudness(samples, SAMPLE_RATE), sample_rate=SAMPLE_RATE,
                   phonemes=tuple(phonemes), text=text)
+
+
+def speak_with_timings(sentence: str, length_scale: float = 1.0,
+                       noise_scale: float = 0.667) -> tuple[np.ndarray, list[PhonemeTiming]]:
+    """One sentence in the bundled voice at a chosen tempo (length_scale > 1: slower) and
+    variability, not loudness-normalized: (16 kHz samples, phoneme timings). For training data."""
+    from piper import SynthesisConfig
+    config = SynthesisConfig(length_scale=length_scale, noise_scale=noise_scale)
+    audio, timings = _speak(_load_voice(*_voice_files(None)), sentence, 0.0, config)
+    return (np.concatenate(audio) if audio else np.zeros(0, np.float32)), timings
+
+
+def _speak(piper_voice, sentence: str, offset: float, config=None) -> tuple[list[np.ndarray], list[PhonemeTiming]]:
+    """Audio pieces (16 kHz) and phoneme timings (shifted by offset) of one sentence."""
+    pieces, phonemes = [], []
+    for chunk in piper_voice.synthesize(sentence, syn_config=config, include_alignments=True):
+        audio = _to_internal_rate(chunk.audio_float_array, chunk.sample_rate)
+        phonemes.extend(_timings(chunk, offset))
+        pieces.append(audio)
+        offset += len(audio) / SAMPLE_RATE
+    return pieces, phonemes
 
 
 def _timings(chunk, offset: float) -> list[PhonemeTiming]:

@@ -25,7 +25,8 @@ from avatar.audio.features import (FEATURE_KINDS, frame_windows, loudness_db, n_
 from avatar.errors import AvatarError
 from avatar.audio.phones import recognize_phones
 from avatar.expression.model import Audio2ExpressionEnsemble, Audio2ExpressionNet, NetConfig
-from avatar.expression.prior import PriorConfig, blend_prior, prior_curves
+from avatar.expression.articulation import ArticulationConfig, ArticulationNet
+from avatar.expression.prior import PriorConfig, blend_prior, combined_curves
 from avatar.io.files import load_arrays, read_json, save_arrays, sha256_file, write_json
 from avatar.types import (BLENDSHAPE_NAMES, MOUTH_BLENDSHAPES, Expressions, PhonemeTiming,
                           Speech, SpeechFeatures)
@@ -39,7 +40,8 @@ DEFAULT_DIR = Path(__file__).resolve().parents[2] / "checkpoints" / "audio2expr"
 class Audio2Expression:
     """Inference wrapper: speech -> Expressions at a video frame rate."""
 
-    def __init__(self, net: Audio2ExpressionNet | Audio2ExpressionEnsemble, config: dict, device: str = "cpu"):
+    def __init__(self, net: Audio2ExpressionNet | Audio2ExpressionEnsemble, config: dict, device: str = "cpu",
+                 articulation: ArticulationNet | None = None):
         self.net = net.to(device).eval()
         self.device = device
         self.config = config
@@ -51,6 +53,7 @@ class Audio2Expression:
         self.rest_z = np.asarray(config.get("rest_z") or np.zeros(len(self.outputs)), np.float32)
         self.gate_db = config.get("silence_gate_db")
         self.prior = PriorConfig(**config["prior"]) if config.get("prior") else None
+        self.articulation = articulation.eval() if articulation is not None else None
 
     def predict(self, speech: Speech, fps: float) -> Expressions:
         """ceil(duration * fps) frames; frame t is driven by the audio around time t / fps."""
@@ -64,14 +67,19 @@ class Audio2Expression:
                          phones: tuple[PhonemeTiming, ...] | None = None) -> Expressions:
         z = self.predict_z(feats, fps, n_frames)
         if self.prior is not None and phones is not None:
-            curves = prior_curves(phones, fps, n_frames, self.prior.lead_s, self.prior.smooth_s)
-            z = blend_prior(z, curves, self.prior, self.outputs)
+            z = blend_prior(z, self.prior_curves(feats, fps, n_frames, phones), self.prior, self.outputs)
         if self.gate_db is not None:
             gate = speech_gate(feats, fps, n_frames, float(self.gate_db))[:, None]
             z = gate * z + (1.0 - gate) * self.rest_z[None]
         weights = np.repeat(self.mean[None], n_frames, 0)
         weights[:, self.outputs] = self.mean[self.outputs] + self.std[self.outputs] * z
         return Expressions(np.clip(weights, 0.0, 1.0).astype(np.float32), float(fps))
+
+    def prior_curves(self, feats: SpeechFeatures, fps: float, n_frames: int,
+                     phones: tuple[PhonemeTiming, ...]) -> np.ndarray:
+        """[n_frames, 3] the phonetic prior's articulation curves for these frames."""
+        return combined_curves(phones, feats, self.articulation, fps, n_frames, self.prior.lead_s,
+                               self.prior.smooth_s)
 
     def predict_z(self, feats: SpeechFeatures, fps: float, n_frames: int) -> np.ndarray:
         """Network output (z units, [n_frames, n_out]), in overlapping chunks (windows are cut per
@@ -110,11 +118,20 @@ def speech_gate(feats: SpeechFeatures, fps: float, n_frames: int, below_db: floa
 def save_audio2expr(directory: str | Path, net: Audio2ExpressionNet | Audio2ExpressionEnsemble, feature_kind: str,
                     mean: np.ndarray, std: np.ndarray, extra: dict | None = None,
                     rest_z: np.ndarray | None = None, silence_gate_db: float | None = None,
-                    prior: PriorConfig | None = None) -> None:
+                    prior: PriorConfig | None = None, articulation: ArticulationNet | None = None) -> None:
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     arrays = {k: v.detach().cpu().numpy().astype(np.float32) for k, v in net.state_dict().items()}
     save_arrays(directory / "model.safetensors", arrays, {"format": "audio2expr", "version": str(FORMAT_VERSION)})
+    learned = None
+    if articulation is not None:
+        save_arrays(directory / "articulation.safetensors",
+                    {k: v.detach().cpu().numpy().astype(np.float32) for k, v in articulation.state_dict().items()},
+                    {"format": "audio2expr-articulation", "version": str(FORMAT_VERSION)})
+        learned = {"config": articulation.cfg.to_dict(),
+                   "sha256": sha256_file(directory / "articulation.safetensors")}
+    elif (directory / "articulation.safetensors").exists():
+        (directory / "articulation.safetensors").unlink()
     config = {
         "format": "audio2expr", "version": FORMAT_VERSION, "feature_kind": feature_kind,
         "net": net.cfg.to_dict(), "output_indices": list(MOUTH_BLENDSHAPES),
@@ -124,6 +141,7 @@ def save_audio2expr(directory: str | Path, net: Audio2ExpressionNet | Audio2Expr
         "rest_z": [float(x) for x in rest_z] if rest_z is not None else None,
         "silence_gate_db": silence_gate_db,
         "prior": prior.to_dict() if prior is not None else None,
+        "articulation": learned,
         "frames": "ceil(duration * fps); frame t uses audio centred at t / fps",
         "non_mouth_blendshapes": "set to the training corpus average (not predicted)",
         "model_sha256": sha256_file(directory / "model.safetensors"),
@@ -167,4 +185,26 @@ def load_audio2expr(checkpoint_dir: str | Path | None = None, device: str = "cpu
     expected = {k: tuple(v.shape) for k, v in net.state_dict().items()}
     arrays = load_arrays(weights_path, expected, "audio2expr weights")
     net.load_state_dict({k: torch.from_numpy(arrays[k]) for k in expected})
-    return Audio2Expression(net, config, device)
+    return Audio2Expression(net, config, device, load_articulation(directory, config))
+
+
+def load_articulation(directory: Path, config: dict) -> ArticulationNet | None:
+    """The TTS-trained articulation net of the checkpoint, or None if it has none."""
+    info = config.get("articulation")
+    if info is None:
+        return None
+    path = directory / "articulation.safetensors"
+    if not path.is_file() or sha256_file(path) != info.get("sha256"):
+        raise AvatarError(f"{path} is missing or does not match the hash in config.json; restore the "
+                          "checkpoint folder or re-train with `train-audio2expr`")
+    try:
+        cfg = ArticulationConfig(**{**info["config"], "dilations": tuple(info["config"]["dilations"])})
+        assert cfg.feature_dim == int(config["net"]["feature_dim"])
+    except (TypeError, KeyError, AssertionError):
+        raise AvatarError(f"{directory}/config.json: articulation entry is incomplete or does not fit "
+                          "the features; re-train with `train-audio2expr`") from None
+    net = ArticulationNet(cfg)
+    expected = {k: tuple(v.shape) for k, v in net.state_dict().items()}
+    arrays = load_arrays(path, expected, "articulation weights")
+    net.load_state_dict({k: torch.from_numpy(arrays[k]) for k in expected})
+    return net

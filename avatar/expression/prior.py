@@ -7,7 +7,10 @@ before the sound). Each blendshape in PRIOR_TARGETS is the network's output aver
 with the curve that drives it (`PriorConfig.weight`), then rescaled so the blend moves as much as
 the network alone did on the training corpus.
 
-The jaw curve also scores training clips: the lag at which it best matches a clip's tracked
+A second source of the same curves is optional: `articulation.py`'s network, trained on TTS
+speech only, reads them from the Whisper features; the prior then averages both sources.
+
+The phones' jaw curve also scores training clips: the lag at which it best matches a clip's tracked
 jawOpen is the clip's audio/video offset, and a clip that matches at no lag (dubbed or unrelated
 audio) is left out of training.
 """
@@ -19,7 +22,7 @@ import numpy as np
 from scipy.ndimage import gaussian_filter1d
 
 from avatar.audio.phones import CURVES, articulation
-from avatar.types import BLENDSHAPE_NAMES, PhonemeTiming
+from avatar.types import BLENDSHAPE_NAMES, PhonemeTiming, SpeechFeatures
 
 _RATE = 100.0          # the articulation curves' samples per second
 
@@ -66,11 +69,28 @@ def prior_curves(phones: tuple[PhonemeTiming, ...], fps: float, n_frames: int,
     """[n_frames, 3] articulation (jaw opening, lip closure, lip rounding) for frame times t / fps."""
     end = max([p.end_s for p in phones], default=0.0)
     n = int(np.ceil(max(end, n_frames / fps) * _RATE)) + 1
-    curves = articulation(phones, _RATE, n)
+    return at_frames(articulation(phones, _RATE, n), _RATE, fps, n_frames, lead_s, smooth_s)
+
+
+def at_frames(curves: np.ndarray, rate_hz: float, fps: float, n_frames: int, lead_s: float,
+              smooth_s: float) -> np.ndarray:
+    """Curves sampled at rate_hz -> smoothed (Gaussian sigma smooth_s) and read lead_s ahead of
+    each video frame t / fps."""
     if smooth_s > 0:
-        curves = gaussian_filter1d(curves, smooth_s * _RATE, axis=0, mode="nearest")
-    idx = np.clip(np.round((np.arange(n_frames) / fps + lead_s) * _RATE).astype(int), 0, n - 1)
+        curves = gaussian_filter1d(curves, smooth_s * rate_hz, axis=0, mode="nearest")
+    idx = np.clip(np.round((np.arange(n_frames) / fps + lead_s) * rate_hz).astype(int), 0, len(curves) - 1)
     return curves[idx].astype(np.float32)
+
+
+def combined_curves(phones: tuple[PhonemeTiming, ...], features: SpeechFeatures, articulation,
+                    fps: float, n_frames: int, lead_s: float, smooth_s: float) -> np.ndarray:
+    """The prior's curves: PocketSphinx phones' articulation, averaged with the TTS-trained
+    articulation net's reading of the features when there is one (`articulation.py`)."""
+    curves = prior_curves(phones, fps, n_frames, lead_s, smooth_s)
+    if articulation is None:
+        return curves
+    learned = at_frames(articulation.curves(features.values), features.rate_hz, fps, n_frames, lead_s, smooth_s)
+    return 0.5 * (curves + learned)
 
 
 def jaw_prior(phones: tuple[PhonemeTiming, ...], fps: float, n_frames: int,

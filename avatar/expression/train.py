@@ -17,7 +17,7 @@ from tqdm import tqdm
 from avatar.expression.data import ClipData
 from avatar.expression.evaluate import best_offset
 from avatar.expression.model import Audio2ExpressionNet, NetConfig
-from avatar.expression.prior import PriorConfig, blend_prior, jaw_prior, prior_curves
+from avatar.expression.prior import PriorConfig, blend_prior, jaw_prior
 from avatar.types import BLENDSHAPE_NAMES, JAW_OPEN, MOUTH_BLENDSHAPES, SpeechFeatures
 
 STD_FLOOR = 0.02
@@ -96,12 +96,12 @@ def screen_clips(clips: list[ClipData], prior: PriorConfig, min_r: float = 0.25,
     return out
 
 
-def fit_prior(clips: list[ClipData], net_z: list[np.ndarray], weight: float,
+def fit_prior(net_z: list[np.ndarray], curves: list[np.ndarray], weight: float,
               lead_s: float = 0.1, smooth_s: float = 0.06) -> PriorConfig:
     """Prior statistics over the training clips (z units) and the gains that give each blend the
-    network's own spread. net_z: the network's output per clip, [T, n_mouth] (MOUTH_BLENDSHAPES)."""
+    network's own spread. Per clip: the network's output net_z [T, n_mouth] (MOUTH_BLENDSHAPES) and
+    the prior's curves [T, 3] (read with the same lead_s and smooth_s)."""
     outputs = list(MOUTH_BLENDSHAPES)
-    curves = [prior_curves(c.phones, c.fps, len(c.targets), lead_s, smooth_s) for c in clips]
     base = PriorConfig(weight, lead_s, smooth_s)
     drivers = np.concatenate(curves)[:, [base.curve_index(t) for t in base.targets]]
     cfg = replace(base, mean=tuple(drivers.mean(0)), std=tuple(np.maximum(drivers.std(0), 1e-3)))

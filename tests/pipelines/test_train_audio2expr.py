@@ -23,6 +23,7 @@ def corpus(tmp_path_factory):
 
 def train(corpus, tmp_path, *extra):
     return cli.main(["train-audio2expr", "--corpus", str(corpus), "--steps", "2", "--ensemble", "2",
+                     "--tts-sentences", "2", "--articulation-steps", "2",
                      "--audio-check", str(tmp_path / "none"), "--out", str(tmp_path / "ckpt"),
                      "--run-dir", str(tmp_path / "run"), *extra])
 
@@ -30,7 +31,7 @@ def train(corpus, tmp_path, *extra):
 def test_trains_saves_and_evaluates(corpus, tmp_path, capsys):
     assert train(corpus, tmp_path, "--holdout", "spk_b", "--min-sync", "-1") == 0
     model = load_audio2expr(tmp_path / "ckpt")
-    assert model.config["ensemble"] == 2 and model.prior is not None
+    assert model.config["ensemble"] == 2 and model.prior is not None and model.articulation is not None
     assert model.config["training"]["clips"] == ["spk_a/clip"]
     assert "spk_a/clip" in model.config["training"]["clip_sync"]
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
