@@ -31,7 +31,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="folder of talking-face videos (repeatable); default: ../shared/data/{speakers,person}")
     p.add_argument("--holdout", nargs="*", default=["aoc", "vr_man"], metavar="SPEAKER",
                    help="speakers (folder names) kept out of training for evaluation (default: aoc vr_man)")
-    p.add_argument("--minutes", type=float, default=20.0, help="training time budget (default 20)")
+    p.add_argument("--minutes", type=float, default=20.0,
+                   help="time budget; the networks stop early when it runs out (default 20)")
     p.add_argument("--steps", type=int, default=1000, help="optimizer steps at most (default 1000)")
     p.add_argument("--features", choices=["whisper_tiny", "whisper_phones", "logmel80"], default="whisper_tiny",
                    help="speech features: Whisper tiny encoder (default), the same plus the articulation "
@@ -51,7 +52,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "(0: phones only; default 350, about 30 min of speech, 3 min to make)")
     p.add_argument("--articulation-steps", type=int, default=1500, help=argparse.SUPPRESS)
     p.add_argument("--prior-weight", type=float, default=0.5,
-                   help="share of the phonetic prior in jawOpen (0: network only; default 0.5)")
+                   help="share of the phonetic prior in jawOpen and the lip blendshapes it drives "
+                        "(0: network only; default 0.5)")
     p.add_argument("--min-sync", type=float, default=0.25,
                    help="leave out training clips whose lips match the phonetic prior worse than this "
                         "correlation at every offset (dubbed or unrelated audio; default 0.25)")
@@ -111,9 +113,9 @@ def run(args: argparse.Namespace) -> int:
     cfg = TrainConfig(steps=args.steps, seed=args.seed)
     if args.silence_gate_db is not None and args.silence_gate_db < 0:
         args.silence_gate_db = None
+    articulation = train_tts_articulation(args, net_cfg.feature_dim) if args.tts_sentences > 0 else None
     budget = args.minutes * 60 - (time.monotonic() - started) - 60
     net, losses = train_ensemble(train, net_cfg, cfg, silence, normalizer, args.ensemble, max(budget, 30.0))
-    articulation = train_tts_articulation(args, net_cfg.feature_dim) if args.tts_sentences > 0 else None
     lead_s, smooth_s = PriorConfig.lead_s, PriorConfig.smooth_s
     curves = [combined_curves(c.phones, c.variants[0].features, articulation, c.fps, len(c.targets),
                               lead_s, smooth_s) for c in train]
