@@ -10,8 +10,9 @@ speech level, the mouth is blended to the corpus rest pose (closed mouth), with 
 network alone learns silence only roughly from ~80 s of data; the gate makes pauses reliable.
 
 Phonetic prior (config "prior", see `avatar.expression.prior`): jawOpen and five lip blendshapes
-are the network's blended with the articulation implied by the phones PocketSphinx hears. `predict` recognizes
-the phones itself; `predict_features` uses the prior only when it is given the phones.
+are the network's blended with the articulation implied by the phones PocketSphinx hears and, when
+the checkpoint has articulation.safetensors, by the TTS-trained articulation net. `predict`
+recognizes the phones itself; `predict_features` uses the prior only when it is given the phones.
 """
 from __future__ import annotations
 
@@ -121,13 +122,10 @@ def save_audio2expr(directory: str | Path, net: Audio2ExpressionNet | Audio2Expr
                     prior: PriorConfig | None = None, articulation: ArticulationNet | None = None) -> None:
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    arrays = {k: v.detach().cpu().numpy().astype(np.float32) for k, v in net.state_dict().items()}
-    save_arrays(directory / "model.safetensors", arrays, {"format": "audio2expr", "version": str(FORMAT_VERSION)})
+    save_module(directory / "model.safetensors", net, "audio2expr")
     learned = None
     if articulation is not None:
-        save_arrays(directory / "articulation.safetensors",
-                    {k: v.detach().cpu().numpy().astype(np.float32) for k, v in articulation.state_dict().items()},
-                    {"format": "audio2expr-articulation", "version": str(FORMAT_VERSION)})
+        save_module(directory / "articulation.safetensors", articulation, "audio2expr-articulation")
         learned = {"config": articulation.cfg.to_dict(),
                    "sha256": sha256_file(directory / "articulation.safetensors")}
     elif (directory / "articulation.safetensors").exists():
@@ -182,9 +180,7 @@ def load_audio2expr(checkpoint_dir: str | Path | None = None, device: str = "cpu
         raise AvatarError(f"{directory}/config.json: ensemble must be 1-32 networks (got {members!r}); "
                           "re-train with `train-audio2expr`")
     net = Audio2ExpressionEnsemble(net_cfg, members) if members else Audio2ExpressionNet(net_cfg)
-    expected = {k: tuple(v.shape) for k, v in net.state_dict().items()}
-    arrays = load_arrays(weights_path, expected, "audio2expr weights")
-    net.load_state_dict({k: torch.from_numpy(arrays[k]) for k in expected})
+    load_module(weights_path, net, "audio2expr weights")
     return Audio2Expression(net, config, device, load_articulation(directory, config))
 
 
@@ -204,7 +200,17 @@ def load_articulation(directory: Path, config: dict) -> ArticulationNet | None:
         raise AvatarError(f"{directory}/config.json: articulation entry is incomplete or does not fit "
                           "the features; re-train with `train-audio2expr`") from None
     net = ArticulationNet(cfg)
-    expected = {k: tuple(v.shape) for k, v in net.state_dict().items()}
-    arrays = load_arrays(path, expected, "articulation weights")
-    net.load_state_dict({k: torch.from_numpy(arrays[k]) for k in expected})
+    load_module(path, net, "articulation weights")
     return net
+
+
+def save_module(path: Path, module: torch.nn.Module, fmt: str) -> None:
+    arrays = {k: v.detach().cpu().numpy().astype(np.float32) for k, v in module.state_dict().items()}
+    save_arrays(path, arrays, {"format": fmt, "version": str(FORMAT_VERSION)})
+
+
+def load_module(path: Path, module: torch.nn.Module, what: str) -> None:
+    """Fill the module's weights from a safetensors file, checking names and shapes."""
+    expected = {k: tuple(v.shape) for k, v in module.state_dict().items()}
+    arrays = load_arrays(path, expected, what)
+    module.load_state_dict({k: torch.from_numpy(arrays[k]) for k in expected})
