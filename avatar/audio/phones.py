@@ -6,7 +6,7 @@ second of speech on one core) and returns ARPAbet phones with times. It needs no
 runs on any language; outside English the labels are the nearest English phones, which still tell
 open vowels from closed consonants and pauses.
 
-`articulation(phones, rate_hz, n)` turns phones into three curves in [0, 1] sampled at `rate_hz`:
+`articulation(phones, rate_hz, n)` turns phones (these, or piper's IPA timings) into three curves in [0, 1] sampled at `rate_hz`:
 jaw opening (open vowels high, bilabials zero), lip closure (p, b, m; f, v half) and lip rounding
 (u, o, w, sh ...). The values are textbook phonetics (vowel height and viseme classes), not fitted
 to our corpus: that is what makes them a prior that ~90 s of video cannot overfit.
@@ -38,6 +38,22 @@ LIP_CLOSURE = {"B": 1.0, "P": 1.0, "M": 1.0, "F": 0.5, "V": 0.5}
 LIP_ROUNDING = {"UW": 1.0, "W": 1.0, "OW": 0.8, "UH": 0.6, "OY": 0.6, "SH": 0.5, "ZH": 0.5,
                 "CH": 0.5, "JH": 0.5, "AO": 0.4, "R": 0.4, "ER": 0.4}
 CURVES = ("jaw_opening", "lip_closure", "lip_rounding")
+
+# piper's IPA symbols -> (jaw opening, lip closure, lip rounding), the same textbook values
+IPA_ARTICULATION = {
+    "a": (1.0, 0, 0), "ɑ": (1.0, 0, 0), "æ": (0.9, 0, 0), "ɒ": (0.9, 0, 0.4), "ɔ": (0.85, 0, 0.4),
+    "ɐ": (0.7, 0, 0), "ʌ": (0.7, 0, 0), "ɛ": (0.7, 0, 0), "œ": (0.6, 0, 0.6), "o": (0.6, 0, 0.8),
+    "e": (0.55, 0, 0), "ə": (0.5, 0, 0), "ɜ": (0.5, 0, 0.2), "ɤ": (0.5, 0, 0), "ø": (0.5, 0, 0.8),
+    "ɚ": (0.45, 0, 0.4), "ɪ": (0.4, 0, 0), "ʊ": (0.4, 0, 0.6), "u": (0.3, 0, 1.0), "ɨ": (0.3, 0, 0),
+    "ɯ": (0.3, 0, 0), "i": (0.25, 0, 0), "y": (0.25, 0, 0.8),
+    "h": (0.5, 0, 0), "k": (0.35, 0, 0), "g": (0.35, 0, 0), "ɡ": (0.35, 0, 0), "ŋ": (0.35, 0, 0),
+    "x": (0.35, 0, 0), "ç": (0.35, 0, 0), "l": (0.35, 0, 0), "ɫ": (0.35, 0, 0), "ɹ": (0.35, 0, 0.4),
+    "r": (0.35, 0, 0.4), "t": (0.3, 0, 0), "d": (0.3, 0, 0), "n": (0.3, 0, 0), "θ": (0.3, 0, 0),
+    "ð": (0.3, 0, 0), "ɾ": (0.3, 0, 0), "ʔ": (0.3, 0, 0), "ʃ": (0.25, 0, 0.5), "ʒ": (0.25, 0, 0.5),
+    "j": (0.25, 0, 0), "w": (0.2, 0, 1.0), "f": (0.15, 0.5, 0), "v": (0.15, 0.5, 0), "s": (0.15, 0, 0),
+    "z": (0.15, 0, 0), "p": (0.0, 1.0, 0), "b": (0.0, 1.0, 0), "m": (0.0, 1.0, 0),
+}
+_STRESS, _HOLD = frozenset("ˈˌ"), frozenset("ː ")    # take the next / the previous sound's value
 
 
 @functools.lru_cache(maxsize=1)
@@ -87,13 +103,32 @@ def _silence_quiet_phones(phones: list[PhonemeTiming], speech: Speech) -> tuple[
     return tuple(out)
 
 
-def articulation(phones: tuple[PhonemeTiming, ...], rate_hz: float, n: int) -> np.ndarray:
-    """[n, 3] (jaw opening, lip closure, lip rounding) at times i / rate_hz; 0 in pauses."""
+def articulation(phones, rate_hz: float, n: int) -> np.ndarray:
+    """[n, 3] (jaw opening, lip closure, lip rounding) at times i / rate_hz; 0 in pauses. Phones in
+    ARPAbet (PocketSphinx) or IPA (piper's phoneme timings; stress marks take the next sound's
+    value, length marks and word gaps the previous one's)."""
     out = np.zeros((n, len(CURVES)), np.float32)
-    for p in phones:
+    for p, value in zip(phones, _values(phones)):
         lo = max(int(round(p.start_s * rate_hz)), 0)
         hi = min(int(round(p.end_s * rate_hz)), n)
         if hi > lo:
-            out[lo:hi] = (JAW_OPENING.get(p.phoneme, 0.0), LIP_CLOSURE.get(p.phoneme, 0.0),
-                          LIP_ROUNDING.get(p.phoneme, 0.0))
+            out[lo:hi] = value
     return out
+
+
+def _values(phones) -> list[tuple]:
+    values: list[tuple] = []
+    for i, p in enumerate(phones):
+        label = p.phoneme
+        if label in JAW_OPENING:
+            values.append((JAW_OPENING[label], LIP_CLOSURE.get(label, 0.0), LIP_ROUNDING.get(label, 0.0)))
+        elif label in IPA_ARTICULATION:
+            values.append(IPA_ARTICULATION[label])
+        elif label in _STRESS:
+            values.append(next((IPA_ARTICULATION[q.phoneme] for q in phones[i + 1:i + 3]
+                                if q.phoneme in IPA_ARTICULATION), (0, 0, 0)))
+        elif label in _HOLD and values:
+            values.append(values[-1])
+        else:
+            values.append((0, 0, 0))                   # SIL, sentence marks, punctuation: a pause
+    return values

@@ -2,7 +2,7 @@
 
 Piper speaks a sentence and says exactly when each of its phonemes sounds, so text becomes an
 unlimited supply of speech with exact articulation targets (the textbook jaw opening, lip closure
-and lip rounding of `avatar.audio.phones`, here per IPA symbol). A small dilated 1-D conv net learns
+and lip rounding of `avatar.audio.phones`, for piper's IPA symbols). A small dilated 1-D conv net learns
 to read these curves from the Whisper encoder features that audio2expr uses anyway; pitch shifts,
 tempo and noise stand in for other voices. It sees no video, so it cannot overfit our ~40 s of
 talking faces, and on real speakers it complements the PocketSphinx phones (`prior.py` averages
@@ -22,47 +22,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from avatar.audio.phones import articulation
 from avatar.types import PhonemeTiming, Speech
 
 RATE_HZ = 50.0                               # the Whisper feature rate: one curve value per frame
-
-# IPA symbol -> (jaw opening, lip closure, lip rounding), the values of avatar.audio.phones
-IPA_ARTICULATION = {
-    "a": (1.0, 0, 0), "ɑ": (1.0, 0, 0), "æ": (0.9, 0, 0), "ɒ": (0.9, 0, 0.4), "ɔ": (0.85, 0, 0.4),
-    "ɐ": (0.7, 0, 0), "ʌ": (0.7, 0, 0), "ɛ": (0.7, 0, 0), "œ": (0.6, 0, 0.6), "o": (0.6, 0, 0.8),
-    "e": (0.55, 0, 0), "ə": (0.5, 0, 0), "ɜ": (0.5, 0, 0.2), "ɤ": (0.5, 0, 0), "ø": (0.5, 0, 0.8),
-    "ɚ": (0.45, 0, 0.4), "ɪ": (0.4, 0, 0), "ʊ": (0.4, 0, 0.6), "u": (0.3, 0, 1.0), "ɨ": (0.3, 0, 0),
-    "ɯ": (0.3, 0, 0), "i": (0.25, 0, 0), "y": (0.25, 0, 0.8),
-    "h": (0.5, 0, 0), "k": (0.35, 0, 0), "g": (0.35, 0, 0), "ɡ": (0.35, 0, 0), "ŋ": (0.35, 0, 0),
-    "x": (0.35, 0, 0), "ç": (0.35, 0, 0), "l": (0.35, 0, 0), "ɫ": (0.35, 0, 0), "ɹ": (0.35, 0, 0.4),
-    "r": (0.35, 0, 0.4), "t": (0.3, 0, 0), "d": (0.3, 0, 0), "n": (0.3, 0, 0), "θ": (0.3, 0, 0),
-    "ð": (0.3, 0, 0), "ɾ": (0.3, 0, 0), "ʔ": (0.3, 0, 0), "ʃ": (0.25, 0, 0.5), "ʒ": (0.25, 0, 0.5),
-    "j": (0.25, 0, 0), "w": (0.2, 0, 1.0), "f": (0.15, 0.5, 0), "v": (0.15, 0.5, 0), "s": (0.15, 0, 0),
-    "z": (0.15, 0, 0), "p": (0.0, 1.0, 0), "b": (0.0, 1.0, 0), "m": (0.0, 1.0, 0),
-}
-_STRESS, _HOLD = frozenset("ˈˌ"), frozenset("ː ")    # take the next / the previous sound's value
-
-
-def ipa_curves(phonemes: tuple[PhonemeTiming, ...] | list[PhonemeTiming], rate_hz: float, n: int) -> np.ndarray:
-    """[n, 3] articulation of piper's IPA phoneme timings at times i / rate_hz; 0 in pauses."""
-    values: list[tuple] = []
-    for i, p in enumerate(phonemes):
-        if p.phoneme in IPA_ARTICULATION:
-            values.append(IPA_ARTICULATION[p.phoneme])
-        elif p.phoneme in _STRESS:
-            values.append(next((IPA_ARTICULATION[q.phoneme] for q in phonemes[i + 1:i + 3]
-                                if q.phoneme in IPA_ARTICULATION), (0, 0, 0)))
-        elif p.phoneme in _HOLD and values:
-            values.append(values[-1])
-        else:
-            values.append((0, 0, 0))                   # sentence marks, punctuation: a pause
-    out = np.zeros((n, 3), np.float32)
-    for p, v in zip(phonemes, values):
-        lo, hi = max(int(round(p.start_s * rate_hz)), 0), min(int(round(p.end_s * rate_hz)), n)
-        if hi > lo:
-            out[lo:hi] = v
-    return out
-
 
 def stdlib_sentences(min_words: int = 5, max_words: int = 20) -> list[str]:
     """Plain English sentences from the docstrings of Python's standard library."""
@@ -136,7 +99,7 @@ def tts_example(sentence: str, feature_kind: str, rng: np.random.Generator) -> t
         x += (rng.standard_normal(len(x)) * np.sqrt(np.mean(x ** 2)) * 10 ** (-rng.uniform(15, 30) / 20)).astype(np.float32)
     features = speech_features(Speech(normalize_loudness(x, 16000), 16000), feature_kind).values
     shifted = [PhonemeTiming(p.phoneme, p.start_s + front, p.end_s + front) for p in phonemes]
-    return features, ipa_curves(shifted, RATE_HZ, len(features))
+    return features, articulation(shifted, RATE_HZ, len(features))
 
 
 def train_articulation(examples: list[tuple[np.ndarray, np.ndarray]], cfg: ArticulationConfig,

@@ -11,8 +11,9 @@ network alone learns silence only roughly from ~80 s of data; the gate makes pau
 
 Phonetic prior (config "prior", see `avatar.expression.prior`): jawOpen and five lip blendshapes
 are the network's blended with the articulation implied by the phones PocketSphinx hears and, when
-the checkpoint has articulation.safetensors, by the TTS-trained articulation net. `predict`
-recognizes the phones itself; `predict_features` uses the prior only when it is given the phones.
+the checkpoint has articulation.safetensors, by the TTS-trained articulation net. `predict` takes
+the phones from the Speech (piper's exact timings for text) or recognizes them; `predict_features`
+uses the prior only when it is given the phones.
 """
 from __future__ import annotations
 
@@ -61,7 +62,9 @@ class Audio2Expression:
         if not fps or fps <= 0 or fps > 240:
             raise AvatarError(f"frame rate {fps} is not usable; give fps between 1 and 240")
         feats = speech_features(speech, self.feature_kind)
-        phones = recognize_phones(speech) if self.prior is not None else None
+        phones = None
+        if self.prior is not None:           # piper's own timings for TTS speech, else heard phones
+            phones = speech.phonemes or recognize_phones(speech)
         return self.predict_features(feats, fps, n_video_frames(speech.duration_s, fps), phones)
 
     def predict_features(self, feats: SpeechFeatures, fps: float, n_frames: int,

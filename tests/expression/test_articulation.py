@@ -9,7 +9,8 @@ import torch
 
 from avatar.errors import AvatarError
 from avatar.expression import Audio2ExpressionNet, NetConfig, load_audio2expr, save_audio2expr
-from avatar.expression.articulation import (ArticulationConfig, ArticulationNet, ipa_curves, stdlib_sentences,
+from avatar.audio.phones import articulation
+from avatar.expression.articulation import (ArticulationConfig, ArticulationNet, stdlib_sentences,
                                             train_articulation, tts_example)
 from avatar.expression.prior import PriorConfig
 from avatar.types import MOUTH_BLENDSHAPES, PhonemeTiming, SpeechFeatures
@@ -19,7 +20,7 @@ def test_ipa_curves_follow_piper_phonemes():
     ph = [PhonemeTiming("^", 0.0, 0.1), PhonemeTiming("m", 0.1, 0.2), PhonemeTiming("ˈ", 0.2, 0.25),
           PhonemeTiming("ɑ", 0.25, 0.4), PhonemeTiming("ː", 0.4, 0.5), PhonemeTiming("u", 0.5, 0.6),
           PhonemeTiming("$", 0.6, 0.7)]
-    c = ipa_curves(ph, 100.0, 80)
+    c = articulation(ph, 100.0, 80)
     assert c[:10].max() == 0 and c[15, 1] == 1.0 and c[15, 0] == 0           # m: lips closed
     assert c[22, 0] == 1.0 and c[30, 0] == 1.0 and c[45, 0] == 1.0           # stress and length marks
     assert c[55, 2] == 1.0 and c[65:].max() == 0                             # u rounded, then a pause
@@ -71,3 +72,14 @@ def test_checkpoint_without_articulation_has_no_file(tmp_path):
     model = load_audio2expr(small_checkpoint(tmp_path, None))
     assert model.articulation is None and not (tmp_path / "articulation.safetensors").exists()
     assert json.loads((tmp_path / "config.json").read_text())["articulation"] is None
+
+
+def test_tts_speech_uses_piper_timings_not_the_recognizer(tmp_path, monkeypatch):
+    from avatar.expression import checkpoint
+    from avatar.types import Speech
+    model = load_audio2expr(small_checkpoint(tmp_path, None))
+    monkeypatch.setattr(checkpoint, "recognize_phones", lambda s: pytest.fail("recognized TTS speech"))
+    speech = Speech(np.zeros(32000, np.float32), 16000,
+                    phonemes=(PhonemeTiming("ɑ", 0.5, 1.0), PhonemeTiming("m", 1.0, 1.2)))
+    jaw = model.predict(speech, 25.0).weights[:, 25]
+    assert jaw[15:24].mean() > jaw[:8].mean() + 0.02      # "ah" opens the mouth (lead 0.1 s)
