@@ -9,6 +9,11 @@ speakers given with --holdout are kept out of training and used for evaluation: 
 predicted vs tracked jawOpen and mouth blendshapes, MAE, best audio/video offset, mouth at rest in
 silence, and the loudness baseline, written with curve plots to runs/<id>/. The checkpoint goes to
 --out (default checkpoints/audio2expr).
+
+Before training, the phonetic prior (phones PocketSphinx hears, textbook jaw/lip positions) finds
+each clip's audio/video offset, which is removed, and leaves out clips whose lips follow their
+audio at no offset (--min-sync). An articulation net is trained on piper speech (--tts-sentences);
+the network's mouth is blended with the prior (--prior-weight). See docs/BENCHMARKS.md, "Audio".
 """
 from __future__ import annotations
 
@@ -49,7 +54,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="networks trained with different seeds and averaged (1-8, default 3)")
     p.add_argument("--tts-sentences", type=int, default=350, metavar="N",
                    help="sentences piper speaks to train the articulation net of the phonetic prior "
-                        "(0: phones only; default 350, about 30 min of speech, 3 min to make)")
+                        "(0: phones only; default 350, about 25 min of speech, 2 min to make)")
     p.add_argument("--articulation-steps", type=int, default=1500, help=argparse.SUPPRESS)
     p.add_argument("--prior-weight", type=float, default=0.5,
                    help="share of the phonetic prior in jawOpen and the lip blendshapes it drives "
