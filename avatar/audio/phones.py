@@ -78,7 +78,7 @@ def recognize_phones(speech: Speech) -> tuple[PhonemeTiming, ...]:
         decoder.start_utt()
         decoder.process_raw(pcm[start:start + step].tobytes(), full_utt=True)
         decoder.end_utt()
-        for seg in decoder.seg():
+        for seg in decoder.seg() or ():          # None when the piece is too short to decode
             label = seg.word.upper()
             if label not in JAW_OPENING:
                 label = "SIL"                       # SIL, noise and filler models

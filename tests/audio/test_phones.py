@@ -56,3 +56,10 @@ def test_whisper_phones_features_carry_the_articulation():
     assert curves[: int(speech.duration_s * 50), 0].max() > 0.5          # open vowels while speaking
     assert curves[-40:].max() == 0.0                                      # the added second of silence
     assert loudness_db(feats)[-40:].max() < -60                           # loudness is still the last column
+
+
+@pytest.mark.parametrize("n", [1, 160, 800])
+def test_very_short_audio_gives_pauses_not_errors(n):
+    rng = np.random.default_rng(0)
+    phones = recognize_phones(Speech((0.3 * rng.standard_normal(n)).astype(np.float32), 16000))
+    assert all(p.end_s <= n / 16000 + 0.05 for p in phones)
