@@ -85,7 +85,6 @@ def bench_rtf(args) -> dict:
     import avatar.render.renderer as renderer_module
     from avatar.audio.features import speech_features
     from avatar.audio.features import n_video_frames
-    from avatar.audio.phones import recognize_phones
     from avatar.io.provenance import text_record
     from avatar.synthesis import (SaySettings, audio2expr_model, load_person, make_video,
                                   model_hashes, speech_from_text)
@@ -109,8 +108,8 @@ def bench_rtf(args) -> dict:
     t1 = time.perf_counter()
     feats = speech_features(speech, model.feature_kind)
     t2 = time.perf_counter()
-    phones = recognize_phones(speech) if model.prior is not None else None
-    expressions = model.predict_features(feats, fps, n_video_frames(speech.duration_s, fps), phones)
+    expressions = model.predict_features(feats, fps, n_video_frames(speech.duration_s, fps),
+                                         model.phones_for(speech))
     t3 = time.perf_counter()
     result = make_video(person, speech, expressions, out, settings, text_record(args.text),
                         progress=False, models=model_hashes(args.audio2expr))

@@ -62,10 +62,15 @@ class Audio2Expression:
         if not fps or fps <= 0 or fps > 240:
             raise AvatarError(f"frame rate {fps} is not usable; give fps between 1 and 240")
         feats = speech_features(speech, self.feature_kind)
-        phones = None
-        if self.prior is not None:           # piper's own timings for TTS speech, else heard phones
-            phones = speech.phonemes or recognize_phones(speech)
+        phones = self.phones_for(speech)
         return self.predict_features(feats, fps, n_video_frames(speech.duration_s, fps), phones)
+
+    def phones_for(self, speech: Speech) -> tuple[PhonemeTiming, ...] | None:
+        """The phones the prior reads: piper's own timings for TTS speech, else the phones heard in
+        it; None when the checkpoint has no prior."""
+        if self.prior is None:
+            return None
+        return speech.phonemes or recognize_phones(speech)
 
     def predict_features(self, feats: SpeechFeatures, fps: float, n_frames: int,
                          phones: tuple[PhonemeTiming, ...] | None = None) -> Expressions:

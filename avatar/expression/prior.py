@@ -84,8 +84,8 @@ def at_frames(curves: np.ndarray, rate_hz: float, fps: float, n_frames: int, lea
 
 def combined_curves(phones: tuple[PhonemeTiming, ...], features: SpeechFeatures, articulation,
                     fps: float, n_frames: int, lead_s: float, smooth_s: float) -> np.ndarray:
-    """The prior's curves: PocketSphinx phones' articulation, averaged with the TTS-trained
-    articulation net's reading of the features when there is one (`articulation.py`)."""
+    """The prior's curves: the phones' articulation (heard by PocketSphinx, or piper's timings),
+    averaged with the TTS-trained articulation net's reading of the features when there is one."""
     curves = prior_curves(phones, fps, n_frames, lead_s, smooth_s)
     if articulation is None:
         return curves
