@@ -303,10 +303,7 @@ def shape_expressions(driving: Expressions, target: Target, indices: np.ndarray,
         mouth = list(MOUTH_BLENDSHAPES)
         weights[:, mouth] = driving_w[:, mouth]
     weights[:, list(MOUTH_BLENDSHAPES)] *= settings.expression_scale
-    blink = settings.blink
-    if blink == "auto":
-        blink = "driving" if drive == "all" else \
-            "synthetic" if settings.head_motion == "still" else "target"
+    blink = resolved_blink(settings, drive)
     blinks = list(EYE_BLINKS)
     if blink == "synthetic":
         weights[:, blinks] = synthetic_blinks(n, driving.fps, settings.seed)[:, None]
@@ -315,6 +312,51 @@ def shape_expressions(driving: Expressions, target: Target, indices: np.ndarray,
     elif blink == "target":
         weights[:, blinks] = target.track.blendshapes[indices][:, blinks]
     return Expressions(np.clip(weights, 0.0, 1.0).astype(np.float32), driving.fps)
+
+
+def resolved_blink(settings: SaySettings, drive: str = "mouth") -> str:
+    """settings.blink with "auto" decided: the driver's with drive="all", synthetic when the head
+    is still, else the target's."""
+    if settings.blink != "auto":
+        return settings.blink
+    return "driving" if drive == "all" else "synthetic" if settings.head_motion == "still" else "target"
+
+
+def eye_plan(driving: Expressions, target: Target, indices: np.ndarray, settings: SaySettings,
+             drive: str, size: tuple[int, int], scale: float):
+    """An EyePlan that makes the visible eyes follow the blink setting (None when the target
+    frames' own eyes already do: "target", or nothing to change). The bank frames are decoded
+    here (a few frames of one real blink of the target video)."""
+    from avatar.render.eyes import (BlinkBank, EyePlan, blink_levels, eye_sources, find_blink,
+                                    wanted_levels)
+    mode = resolved_blink(settings, drive)
+    if mode == "target":
+        return None
+    levels = blink_levels(target.track)
+    rest = float(np.median(levels))
+    n = len(indices)
+    if mode == "none":
+        wanted = np.full(n, rest, np.float32)
+    elif mode == "synthetic":
+        wanted = synthetic_blinks(n, driving.fps, settings.seed)
+    else:                                     # the driver's blinks on its own scale
+        d = _fit_length(driving.weights, n)[:, list(EYE_BLINKS)].mean(1)
+        wanted = np.clip((d - np.median(d)) / max(float(d.max() - np.median(d)), 0.2), 0, 1)
+    bank_idx = find_blink(levels, target.poses.rotation, int(indices[0]))
+    if bank_idx is None:
+        if mode != "none":
+            tqdm.write("note: the target video shows no blink to copy; the eyes stay as filmed")
+        return None
+    bank_levels = levels[bank_idx]
+    if mode != "none":
+        wanted = wanted_levels(wanted, rest, float(bank_levels.max()))
+    sources = eye_sources(wanted, levels[indices], bank_levels)
+    if not (sources >= 0).any():
+        return None
+    landmarks = (target.track.landmarks[:, :, :2] * scale).astype(np.float32)
+    with TargetFrames(target.path, size, bank_idx) as frames:
+        bank = BlinkBank(frames.get(bank_idx), landmarks[bank_idx], bank_levels)
+    return EyePlan(bank, sources, landmarks, np.asarray(indices))
 
 
 def synthetic_blinks(n: int, fps: float, seed: int) -> np.ndarray:
@@ -386,6 +428,7 @@ def make_video(person: Person, speech: Speech | None, expressions: Expressions, 
     width, height, scale = output_geometry(target, settings)
     indices = frame_indices(target, settings, fps, n_frames)
     weights = shape_expressions(expressions, target, indices, settings, drive)
+    eyes = eye_plan(expressions, target, indices, settings, drive, (width, height), scale)
     seconds = dict(extra_seconds or {})
     _seed(settings.seed)
     metadata = {"synthetic": "true", "person": person.name,
@@ -396,7 +439,7 @@ def make_video(person: Person, speech: Speech | None, expressions: Expressions, 
             VideoWriter(out, width, height, fps, audio=speech, metadata=metadata,
                         watermark=settings.watermark, n_frames=n_frames) as writer:
         timing = _render_loop(person, target, frames, writer, indices, weights.weights, scale, fps,
-                              settings.batch_size, progress)
+                              settings.batch_size, progress, eyes)
         t = time.perf_counter()
     timing["encode"] += time.perf_counter() - t       # ffmpeg finishing after the last frame
     seconds.update(timing)
@@ -416,7 +459,7 @@ def make_video(person: Person, speech: Speech | None, expressions: Expressions, 
 
 def _render_loop(person: Person, target: Target, frames: TargetFrames, writer: VideoWriter,
                  indices: np.ndarray, weights: np.ndarray, scale: float, fps: float,
-                 batch_size: int, progress: bool) -> dict:
+                 batch_size: int, progress: bool, eyes=None) -> dict:
     """Render batch after batch while two helper threads decode the next target frames and
     encode the previous batch (ffmpeg pipes and numpy copies release the GIL). Returns the time
     the loop spent rendering and waiting for frames / for the encoder."""
@@ -436,6 +479,8 @@ def _render_loop(person: Person, target: Target, frames: TargetFrames, writer: V
                 nxt = starts[i + 1]
                 next_frames = pool.submit(frames.get, indices[nxt:nxt + batch_size])
             t = time.perf_counter()
+            if eyes is not None:
+                batch = eyes.apply(batch, start)
             meshes, boxes = posed_meshes(person.face_model, target,
                                          weights[start:start + len(idx)], idx, scale, fps)
             rendered = person.renderer.render(meshes, batch, boxes)
