@@ -6,7 +6,8 @@ jobs.jsonl, one JSON object per line (blank lines are skipped):
     {"id": "q2", "audio": "clips/q2.wav", "head_motion": "still", "expression_scale": 1.2}
 
 `id` names the outputs (<out>/<id>.mp4 + <id>.json); exactly one of `text` / `audio` (a path
-relative to the jobs file); `person` (a name; default: --person); any say option by its long name
+relative to the jobs file); `voice` (text jobs: a piper .onnx voice file, relative to the jobs
+file; default: the bundled English voice); `person` (a name; default: --person); any say option by its long name
 with '_' (fps, size, start_frame, blink, head_motion, expression_scale, seed, watermark,
 target_video, batch_size), at the top level or inside "options".
 
@@ -55,6 +56,7 @@ class Job:
     audio: str | None = None                 # absolute path
     options: dict = field(default_factory=dict)
     spec_sha256: str = ""
+    voice: str | None = None                 # piper voice .onnx (absolute path) for text jobs
 
     def settings(self) -> SaySettings:
         return settings_from(self.options)
@@ -120,22 +122,35 @@ def parse_line(text: str, number: int, base: Path, default_person: str | None,
     if (text_value is None) == (audio_value is None):
         raise AvatarError(f"job {job_id!r} needs exactly one of 'text' or 'audio'")
     person = data.pop("person", None) or default_person
+    voice_value = data.pop("voice", None)
     options = {**nested, **data}
     audio = _check_audio(audio_value, base) if audio_value is not None else None
+    voice = _check_voice(voice_value, base, text_value is not None) if voice_value is not None else None
     if text_value is not None:
-        _check_text(text_value)
+        _check_text(text_value, english=voice is None)
     _check_person(person, persons)
     _check_options(options, base)
     spec = {"text": text_value, "audio_sha256": _sha256(audio) if audio else None,
             "person": person, "options": options}
+    if voice:
+        spec["voice_sha256"] = _sha256(voice)
     digest = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
-    return Job(job_id, number, person, text_value, audio, options, digest)
+    return Job(job_id, number, person, text_value, audio, options, digest, voice)
 
 
-def _check_text(value) -> None:
+def _check_text(value, english: bool = True) -> None:
     if not isinstance(value, str):
         raise AvatarError("'text' must be a string")
-    speakable_text(value)
+    speakable_text(value, english)
+
+
+def _check_voice(value, base: Path, is_text: bool) -> str:
+    from avatar.audio.tts import voice_files
+    if not is_text:
+        raise AvatarError("'voice' picks who speaks a text; it does not apply to 'audio' jobs")
+    if not isinstance(value, str) or not value:
+        raise AvatarError("'voice' must be the path of a piper .onnx voice (relative to the jobs file)")
+    return voice_files(str((base / value).resolve()))[0]
 
 
 def _check_audio(value, base: Path) -> str:
@@ -405,8 +420,8 @@ def _make_clip(job: Job, out: Path, device: str, audio2expr: str | None):
         speech = speech_from_audio(job.audio)
         record = audio_record(job.audio, speech.duration_s)
     else:
-        speech = speech_from_text(job.text)
-        record = text_record(job.text)
+        speech = speech_from_text(job.text, job.voice)
+        record = text_record(job.text, job.voice)
     record["batch_job"] = {"id": job.id, "line": job.line, "spec_sha256": job.spec_sha256}
     return render_speech(person, speech, record, out, settings, target, progress=False,
                          seconds={"speech": time.perf_counter() - t}, device=device,

@@ -150,14 +150,16 @@ def load_target(person: Person, video: str | Path, progress: bool = True) -> Tar
     return Target(path, track, align_track(track, person.face_model))
 
 
-def speech_from_text(text: str) -> Speech:
+def speech_from_text(text: str, voice: str | None = None) -> Speech:
+    """Speech of `text` in the bundled English voice, or in the piper voice file `voice`."""
     from avatar.audio import synthesize
-    return synthesize(speakable_text(text))
+    return synthesize(speakable_text(text, english=voice is None), voice)
 
 
-def speakable_text(text: str) -> str:
-    """The text the English voice will speak: emoji and other pictographs removed (with a
-    warning); AvatarError for empty or too long text, or letters of scripts it cannot speak."""
+def speakable_text(text: str, english: bool = True) -> str:
+    """The text the voice will speak: emoji and other pictographs removed (with a warning);
+    AvatarError for empty or too long text, or (for the bundled English voice) letters of
+    scripts it cannot speak."""
     if not isinstance(text, str) or not text.strip():
         raise AvatarError("the text to speak is empty; give at least one word")
     if len(text) > MAX_TEXT_CHARS:
@@ -167,9 +169,10 @@ def speakable_text(text: str) -> str:
     kept = "".join(ch for ch in text if unicodedata.category(ch) not in _UNSPOKEN)
     removed = len(text) - len(kept)
     foreign = list(dict.fromkeys(ch for ch in kept if ch.isalpha() and not _latin(ch)))
-    if foreign:
+    if foreign and english:
         raise AvatarError(f"the text holds letters the English voice cannot speak "
-                          f"({''.join(foreign[:5])}); give English text, or a recording with --audio")
+                          f"({''.join(foreign[:5])}); give English text, a piper voice of that "
+                          "language with --voice, or a recording with --audio")
     if not any(ch.isalnum() for ch in kept):
         raise AvatarError("the text holds no words to speak (only symbols or emoji); "
                           "give at least one word")

