@@ -62,6 +62,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--min-sync", type=float, default=0.25,
                    help="leave out training clips whose lips match the phonetic prior worse than this "
                         "correlation at every offset (dubbed or unrelated audio; default 0.25)")
+    p.add_argument("--feature-norm", choices=["utterance", "none"], default="utterance",
+                   help="utterance (default): the network sees each recording's Whisper features "
+                        "centred and scaled by that recording's own speech statistics (removes voice "
+                        "and microphone; see docs/BENCHMARKS.md); none: raw features (log-mel needs "
+                        "none)")
     p.add_argument("--silence-gate-db", type=float, default=30.0,
                    help="close the mouth where the audio is this many dB below the speech level "
                         "(default 30; negative disables)")
@@ -113,6 +118,7 @@ def run(args: argparse.Namespace) -> int:
         build_variants(c, AUGMENTATIONS, args.features, seed=args.seed + i)
     for c in test:
         build_variants(c, ["clean"], args.features, seed=0)
+    feature_norm = fit_feature_norm(args, train)
     normalizer = fit_normalizer(train)
     silence = silence_features(args.features)
     cfg = TrainConfig(steps=args.steps, seed=args.seed)
@@ -120,11 +126,13 @@ def run(args: argparse.Namespace) -> int:
         args.silence_gate_db = None
     articulation = train_tts_articulation(args, net_cfg.feature_dim) if args.tts_sentences > 0 else None
     budget = args.minutes * 60 - (time.monotonic() - started) - 60
-    net, losses = train_ensemble(train, net_cfg, cfg, silence, normalizer, args.ensemble, max(budget, 30.0))
+    net, losses = train_ensemble(train, net_cfg, cfg, silence, normalizer, args.ensemble, max(budget, 30.0),
+                                 feature_norm)
     lead_s, smooth_s = PriorConfig.lead_s, PriorConfig.smooth_s
     curves = [combined_curves(c.phones, c.variants[0].features, articulation, c.fps, len(c.targets),
                               lead_s, smooth_s) for c in train]
-    prior = fit_prior([network_z(net, c, net_cfg.window) for c in train], curves, args.prior_weight)
+    prior = fit_prior([network_z(net, c, net_cfg.window, feature_norm) for c in train], curves,
+                      args.prior_weight)
     extra = {"training": {"clips": [c.name for c in train], "speakers": sorted({c.speaker for c in train}),
                           "holdout_speakers": sorted(holdout), "steps_per_network": len(losses),
                           "ensemble": args.ensemble,
@@ -135,7 +143,7 @@ def run(args: argparse.Namespace) -> int:
                           "tts_sentences": args.tts_sentences}}
     save_audio2expr(args.out, net, args.features, normalizer.mean, normalizer.std, extra,
                     rest_z=normalizer.rest, silence_gate_db=args.silence_gate_db, prior=prior,
-                    articulation=articulation)
+                    articulation=articulation, feature_norm=feature_norm)
     model = load_audio2expr(args.out)
     metrics = evaluate_clips(model, test, run_dir / "heldout_curves.png", "held-out speakers")
     metrics["training_clips_in_sample"] = evaluate_clips(model, train, run_dir / "train_curves.png",
@@ -168,7 +176,19 @@ def train_tts_articulation(args, feature_dim: int):
     return net
 
 
-def train_ensemble(train, net_cfg, cfg, silence, normalizer, members: int, budget_s: float):
+def fit_feature_norm(args, train):
+    """The corpus statistics utterance normalization falls back on (None for --feature-norm none)."""
+    from avatar.audio.features import UtteranceNorm
+    if args.feature_norm == "none":
+        return None
+    if args.features == "logmel80":
+        raise AvatarError("--feature-norm utterance needs Whisper features; add --feature-norm none "
+                          "for log-mel")
+    return UtteranceNorm.fit([c.variants[0].features for c in train])
+
+
+def train_ensemble(train, net_cfg, cfg, silence, normalizer, members: int, budget_s: float,
+                   feature_norm=None):
     """`members` networks with seeds cfg.seed, cfg.seed + 1, ...; returns the ensemble and the
     first network's losses."""
     from dataclasses import replace
@@ -178,17 +198,18 @@ def train_ensemble(train, net_cfg, cfg, silence, normalizer, members: int, budge
     first_losses = None
     for k, member in enumerate(ensemble.members):
         net, losses = train_network(train, net_cfg, replace(cfg, seed=cfg.seed + k), silence, normalizer,
-                                    deadline_s=budget_s / members)
+                                    deadline_s=budget_s / members, feature_norm=feature_norm)
         member.load_state_dict(net.state_dict())
         first_losses = first_losses if first_losses is not None else losses
     return ensemble.eval(), first_losses
 
 
-def network_z(net, clip, window: int) -> np.ndarray:
+def network_z(net, clip, window: int, feature_norm=None) -> np.ndarray:
     """The freshly trained network's output (z units, [T, n_mouth]) on a clip's clean audio."""
     import torch
     from avatar.audio.features import frame_windows
-    windows = frame_windows(clip.variants[0].features, clip.fps, len(clip.targets), window)
+    feats = feature_norm(clip.variants[0].features) if feature_norm else clip.variants[0].features
+    windows = frame_windows(feats, clip.fps, len(clip.targets), window)
     with torch.inference_mode():
         return net(torch.from_numpy(windows[None]))[0].numpy()
 

@@ -17,6 +17,7 @@ centred on that time (NVP: 16 steps), padding beyond the ends with the silence v
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -69,6 +70,57 @@ def loudness_db(features: SpeechFeatures) -> np.ndarray:
         return features.values[:, -1] * 20.0 - 40.0
     power = np.sum(10.0 ** features.values, axis=1)
     return (10.0 * np.log10(np.maximum(power, 1e-12))).astype(np.float32)
+
+
+SPEECH_LOUDNESS = -0.5        # loudness column value of -50 dBFS: frames above it hold speech
+
+
+@dataclass(frozen=True)
+class UtteranceNorm:
+    """Per-utterance mean/variance normalization of the Whisper feature columns (the loudness
+    column is kept): each recording is centred and scaled by the statistics of its own speech
+    frames, which removes much of what the speaker's voice and the microphone add. With little
+    speech the statistics are shrunk toward the training corpus' (`mean`, `std`) as if
+    `prior_frames` frames of it had been heard too."""
+    mean: np.ndarray              # [D - 1] corpus mean of the speech frames
+    std: np.ndarray               # [D - 1]
+    prior_frames: float = 100.0
+
+    def __call__(self, features: SpeechFeatures) -> SpeechFeatures:
+        v = features.values
+        x = v[v[:, -1] > SPEECH_LOUDNESS, :-1].astype(np.float64)
+        n, k = len(x), self.prior_frames
+        mean = (x.sum(0) + k * self.mean) / (n + k)
+        power = ((x ** 2).sum(0) + k * (self.std ** 2 + self.mean ** 2)) / (n + k)
+        std = np.sqrt(np.maximum(power - mean ** 2, 1e-6))
+        out = v.copy()
+        out[:, :-1] = (v[:, :-1] - mean) / std
+        return SpeechFeatures(out.astype(np.float32), features.rate_hz, features.kind)
+
+    @staticmethod
+    def fit(features: list[SpeechFeatures], prior_frames: float = 100.0) -> "UtteranceNorm":
+        """Corpus statistics over the speech frames of these recordings."""
+        if not features or any(f.kind not in ("whisper_tiny", "whisper_phones") for f in features):
+            raise AvatarError("utterance normalization needs Whisper features (with a loudness column)")
+        x = np.concatenate([f.values[f.values[:, -1] > SPEECH_LOUDNESS, :-1] for f in features])
+        if len(x) < 2:
+            raise AvatarError("utterance normalization found no speech in the training audio")
+        return UtteranceNorm(x.mean(0), np.maximum(x.std(0), 1e-3), prior_frames)
+
+    def to_dict(self) -> dict:
+        return {"kind": "utterance", "prior_frames": self.prior_frames,
+                "mean": [round(float(a), 6) for a in self.mean],
+                "std": [round(float(a), 6) for a in self.std]}
+
+    @staticmethod
+    def from_dict(d: dict, feature_dim: int) -> "UtteranceNorm":
+        """From a checkpoint config; ValueError when it does not fit `feature_dim` features."""
+        mean, std = np.asarray(d["mean"], np.float64), np.asarray(d["std"], np.float64)
+        prior = float(d["prior_frames"])
+        if d.get("kind") != "utterance" or mean.shape != (feature_dim - 1,) or std.shape != mean.shape \
+                or not (np.isfinite(mean).all() and (std > 0).all() and 0 <= prior < 1e6):
+            raise ValueError("feature_norm does not fit the features")
+        return UtteranceNorm(mean, std, prior)
 
 
 def frame_windows(features: SpeechFeatures, fps: float, n_frames: int, size: int,

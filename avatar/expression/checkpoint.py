@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from avatar.audio.features import (FEATURE_KINDS, frame_windows, loudness_db, n_video_frames,
-                                   speech_features)
+from avatar.audio.features import (FEATURE_KINDS, UtteranceNorm, frame_windows, loudness_db,
+                                   n_video_frames, speech_features)
 from avatar.errors import AvatarError
 from avatar.audio.phones import recognize_phones
 from avatar.expression.model import Audio2ExpressionEnsemble, Audio2ExpressionNet, NetConfig
@@ -56,6 +56,9 @@ class Audio2Expression:
         self.gate_db = config.get("silence_gate_db")
         self.prior = PriorConfig(**config["prior"]) if config.get("prior") else None
         self.articulation = articulation.eval() if articulation is not None else None
+        norm = config.get("feature_norm")
+        self.feature_norm = UtteranceNorm.from_dict(norm, int(config["net"]["feature_dim"])) \
+            if norm else None
 
     def predict(self, speech: Speech, fps: float) -> Expressions:
         """ceil(duration * fps) frames; frame t is driven by the audio around time t / fps."""
@@ -74,7 +77,9 @@ class Audio2Expression:
 
     def predict_features(self, feats: SpeechFeatures, fps: float, n_frames: int,
                          phones: tuple[PhonemeTiming, ...] | None = None) -> Expressions:
-        z = self.predict_z(feats, fps, n_frames)
+        """Expressions from the speech's raw features (the network's input normalization, the
+        prior and the silence gate are applied here)."""
+        z = self.predict_z(self.feature_norm(feats) if self.feature_norm else feats, fps, n_frames)
         if self.prior is not None and phones is not None:
             z = blend_prior(z, self.prior_curves(feats, fps, n_frames, phones), self.prior, self.outputs)
         if self.gate_db is not None:
@@ -127,7 +132,8 @@ def speech_gate(feats: SpeechFeatures, fps: float, n_frames: int, below_db: floa
 def save_audio2expr(directory: str | Path, net: Audio2ExpressionNet | Audio2ExpressionEnsemble, feature_kind: str,
                     mean: np.ndarray, std: np.ndarray, extra: dict | None = None,
                     rest_z: np.ndarray | None = None, silence_gate_db: float | None = None,
-                    prior: PriorConfig | None = None, articulation: ArticulationNet | None = None) -> None:
+                    prior: PriorConfig | None = None, articulation: ArticulationNet | None = None,
+                    feature_norm: UtteranceNorm | None = None) -> None:
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     save_module(directory / "model.safetensors", net, "audio2expr")
@@ -147,6 +153,7 @@ def save_audio2expr(directory: str | Path, net: Audio2ExpressionNet | Audio2Expr
         "rest_z": [float(x) for x in rest_z] if rest_z is not None else None,
         "silence_gate_db": silence_gate_db,
         "prior": prior.to_dict() if prior is not None else None,
+        "feature_norm": feature_norm.to_dict() if feature_norm is not None else None,
         "articulation": learned,
         "frames": "ceil(duration * fps); frame t uses audio centred at t / fps",
         "non_mouth_blendshapes": "set to the training corpus average (not predicted)",
@@ -177,8 +184,10 @@ def load_audio2expr(checkpoint_dir: str | Path | None = None, device: str = "cpu
         assert len(config["output_mean"]) == len(config["output_std"]) == len(BLENDSHAPE_NAMES)
         if config.get("prior") is not None:
             PriorConfig(**config["prior"])
+        if config.get("feature_norm") is not None:
+            UtteranceNorm.from_dict(config["feature_norm"], net_cfg.feature_dim)
     except ValueError as exc:
-        raise AvatarError(f"{directory}/config.json: bad phonetic prior ({exc}); re-train with "
+        raise AvatarError(f"{directory}/config.json: bad prior or feature_norm entry ({exc}); re-train with "
                           "`train-audio2expr`") from None
     except (TypeError, KeyError, AssertionError):
         raise AvatarError(f"{directory}/config.json is incomplete or inconsistent; re-train with "

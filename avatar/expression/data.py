@@ -39,10 +39,11 @@ class ClipData:
     offset_frames: float = 0.0                # audio shift removed before training (screen_clips)
     phones: tuple = ()                        # recognized phones of the clean audio (PhonemeTiming)
 
-    def windows(self, variant: int, frames: np.ndarray, size: int) -> np.ndarray:
-        """[len(frames), size, D] windows of variant `variant` for the given frame indices."""
-        v = self.variants[variant]
-        feats = v.features
+    def windows(self, variant: int, frames: np.ndarray, size: int,
+                features: SpeechFeatures | None = None) -> np.ndarray:
+        """[len(frames), size, D] windows of variant `variant` (or of `features` on its timeline,
+        e.g. the variant's normalized features) for the given frame indices."""
+        feats = features if features is not None else self.variants[variant].features
         centres = (frames + self.offset_frames) / self.fps
         rate = feats.rate_hz
         idx = np.round(centres * rate).astype(np.int64)[:, None] + (np.arange(size) - size // 2)

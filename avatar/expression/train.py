@@ -117,8 +117,11 @@ class Sampler:
     """Random training sequences (windows + z targets) over clips and their variants."""
 
     def __init__(self, clips: list[ClipData], window: int, silence: SpeechFeatures,
-                 normalizer: Normalizer, rng: np.random.Generator):
-        self.clips, self.window, self.silence, self.norm, self.rng = clips, window, silence, normalizer, rng
+                 normalizer: Normalizer, rng: np.random.Generator, feature_norm=None):
+        self.clips, self.window, self.norm, self.rng = clips, window, normalizer, rng
+        self.silence = feature_norm(silence) if feature_norm else silence
+        self.features = [[feature_norm(v.features) if feature_norm else v.features for v in c.variants]
+                         for c in clips]
         self.z = [[z_targets(v.targets, c.targets) for v in c.variants] for c in clips]
         self.rests = [rest_z(c.targets) for c in clips]
         lengths = np.array([len(c.targets) for c in clips], float)
@@ -135,7 +138,7 @@ class Sampler:
         n = len(z)
         start = int(self.rng.integers(0, max(n - length, 0) + 1))
         frames = np.arange(start, start + length).clip(0, n - 1)
-        return clip.windows(vi, frames, self.window), z[frames]
+        return clip.windows(vi, frames, self.window, self.features[ci][vi]), z[frames]
 
     def batch(self, size: int, length: int, silence_prob: float) -> tuple[torch.Tensor, torch.Tensor]:
         xs, ys = zip(*(self.sequence(length, silence_prob) for _ in range(size)))
@@ -144,12 +147,14 @@ class Sampler:
 
 def train_network(clips: list[ClipData], net_cfg: NetConfig, cfg: TrainConfig,
                   silence: SpeechFeatures, normalizer: Normalizer, progress: bool = True,
-                  deadline_s: float | None = None) -> tuple[Audio2ExpressionNet, list[float]]:
-    """Adam on weighted MSE of mouth z-scores + velocity MSE; returns the net (eval mode) and losses."""
+                  deadline_s: float | None = None,
+                  feature_norm=None) -> tuple[Audio2ExpressionNet, list[float]]:
+    """Adam on weighted MSE of mouth z-scores + velocity MSE; returns the net (eval mode) and losses.
+    `feature_norm` (an UtteranceNorm) is applied to every variant's features first."""
     import time
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
-    sampler = Sampler(clips, net_cfg.window, silence, normalizer, rng)
+    sampler = Sampler(clips, net_cfg.window, silence, normalizer, rng, feature_norm)
     net = Audio2ExpressionNet(net_cfg)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.steps, pct_start=0.1)

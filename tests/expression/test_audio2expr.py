@@ -245,3 +245,58 @@ def test_ensemble_checkpoint_is_the_mean_of_its_members(tmp_path):
         members = [m(windows)[0].numpy() for m in ensemble.eval().members]
     np.testing.assert_allclose(z, np.mean(members, 0), atol=1e-5)
     assert np.abs(members[0] - members[1]).max() > 1e-3          # the members differ
+
+
+def whisper_like(n: int, seed: int, gain=1.0, offset=0.0, loud=0.5) -> SpeechFeatures:
+    """[n, 9] 'Whisper' features (8 columns + loudness) of one fixed utterance, as recorded through
+    a channel that scales and shifts every column."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, 8)) * np.arange(1, 9) + np.arange(8)
+    loudness = np.full((n, 1), loud)
+    loudness[: n // 5] = -2.0                               # leading silence
+    return SpeechFeatures(np.c_[x * gain + offset, loudness].astype(np.float32), 50.0, "whisper_tiny")
+
+
+def test_utterance_norm_removes_the_channel_and_keeps_loudness():
+    from avatar.audio.features import UtteranceNorm
+    corpus = UtteranceNorm.fit([whisper_like(400, 1), whisper_like(400, 2, gain=3.0)], prior_frames=0.0)
+    assert corpus.mean.shape == corpus.std.shape == (8,)
+    a = corpus(whisper_like(1000, 7))
+    b = corpus(whisper_like(1000, 7, gain=2.5, offset=-4.0))        # same speech, other microphone
+    np.testing.assert_allclose(a.values, b.values, atol=1e-4)
+    np.testing.assert_array_equal(a.values[:, -1], whisper_like(1000, 7).values[:, -1])
+    speech = a.values[200:, :-1]
+    np.testing.assert_allclose(speech.mean(0), 0.0, atol=1e-4)
+    np.testing.assert_allclose(speech.std(0), 1.0, atol=1e-3)
+    # no speech at all: the corpus statistics are used, nothing blows up
+    shrunk = UtteranceNorm(corpus.mean, corpus.std, 100.0)
+    silent = shrunk(whisper_like(50, 3, loud=-2.0))
+    assert np.isfinite(silent.values).all()
+    raw = whisper_like(50, 3, loud=-2.0).values[:, :-1]
+    np.testing.assert_allclose(silent.values[:, :-1], (raw - corpus.mean) / corpus.std, rtol=1e-4, atol=1e-4)
+    again = UtteranceNorm.from_dict(json.loads(json.dumps(shrunk.to_dict())), 9)
+    np.testing.assert_allclose(again.mean, shrunk.mean, atol=1e-5)
+    with pytest.raises(ValueError):
+        UtteranceNorm.from_dict(shrunk.to_dict(), 385)
+    with pytest.raises(AvatarError, match="Whisper"):
+        UtteranceNorm.fit([quiet_features()])
+
+
+def test_checkpoint_applies_its_feature_norm(tmp_path):
+    from avatar.audio.features import UtteranceNorm
+    cfg = NetConfig(feature_dim=9, window=8, channels=8, latent=4, context=1, n_out=len(MOUTH_BLENDSHAPES))
+    torch.manual_seed(0)
+    net = Audio2ExpressionNet(cfg)
+    norm = UtteranceNorm.fit([whisper_like(300, 1)])
+    save_audio2expr(tmp_path, net, "whisper_tiny", np.full(52, 0.3), np.full(52, 0.1), feature_norm=norm)
+    model = load_audio2expr(tmp_path)
+    feats = whisper_like(200, 4, gain=2.0)
+    pred = model.predict_features(feats, FPS, 80).weights[:, list(MOUTH_BLENDSHAPES)]
+    expected = 0.3 + 0.1 * model.predict_z(norm(feats), FPS, 80)
+    np.testing.assert_allclose(pred, np.clip(expected, 0, 1), atol=1e-5)
+    assert np.abs(model.predict_z(feats, FPS, 80) - model.predict_z(norm(feats), FPS, 80)).max() > 1e-3
+    config = json.loads((tmp_path / "config.json").read_text())
+    config["feature_norm"]["mean"] = config["feature_norm"]["mean"][:3]
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(AvatarError, match="feature_norm"):
+        load_audio2expr(tmp_path)

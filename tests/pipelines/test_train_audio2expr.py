@@ -32,6 +32,7 @@ def test_trains_saves_and_evaluates(corpus, tmp_path, capsys):
     assert train(corpus, tmp_path, "--holdout", "spk_b", "--min-sync", "-1") == 0
     model = load_audio2expr(tmp_path / "ckpt")
     assert model.config["ensemble"] == 2 and model.prior is not None and model.articulation is not None
+    assert model.feature_norm is not None and model.feature_norm.mean.shape == (384,)
     assert model.config["training"]["clips"] == ["spk_a/clip"]
     assert "spk_a/clip" in model.config["training"]["clip_sync"]
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
@@ -47,4 +48,7 @@ def test_unknown_holdout_and_unsynced_corpus_are_refused(corpus, tmp_path, capsy
     # a still photo's mouth does not follow any speech: with a strict screen nothing is left
     assert train(corpus, tmp_path, "--holdout", "spk_b", "--min-sync", "0.99") != 0
     assert "no training clip matches" in capsys.readouterr().err
+    assert train(corpus, tmp_path, "--holdout", "spk_b", "--min-sync", "-1", "--features", "logmel80",
+                 "--tts-sentences", "0") != 0
+    assert "--feature-norm none" in capsys.readouterr().err
     assert not (tmp_path / "ckpt").exists()
