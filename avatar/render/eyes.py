@@ -172,7 +172,3 @@ class EyePlan:
             if k >= 0:
                 batch[j] = transfer_eyes(batch[j], self.landmarks[self.indices[start + j]], self.bank, k)
         return batch
-
-    @property
-    def changed(self) -> int:
-        return int((self.sources >= 0).sum())
