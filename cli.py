@@ -19,13 +19,18 @@ COMMANDS = {
 }
 
 
-def build_parser(available: dict[str, object]) -> argparse.ArgumentParser:
+def build_parser(chosen: str | None = None) -> argparse.ArgumentParser:
+    """Every command is listed; only `chosen`'s module is imported (its options and --help), so
+    a job does not pay for importing the others."""
     parser = argparse.ArgumentParser(
         prog="avatar", description="Offline talking-head avatars: fit a person once, then make "
         "them say anything. Every output video is marked as synthetic.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name, module in available.items():
-        help_text = COMMANDS[name][1]
+    for name, (module_name, help_text) in COMMANDS.items():
+        if name != chosen:
+            sub.add_parser(name, help=help_text, description=help_text, add_help=False)
+            continue
+        module = importlib.import_module(module_name)
         p = sub.add_parser(name, help=help_text, description=(module.__doc__ or help_text).strip(),
                            formatter_class=argparse.RawDescriptionHelpFormatter)
         module.add_arguments(p)
@@ -33,21 +38,11 @@ def build_parser(available: dict[str, object]) -> argparse.ArgumentParser:
     return parser
 
 
-def _available_commands() -> dict[str, object]:
-    found = {}
-    for name, (module_name, _) in COMMANDS.items():
-        try:
-            found[name] = importlib.import_module(module_name)
-        except ModuleNotFoundError as e:
-            if e.name != module_name:
-                raise
-    return found
-
-
 def main(argv: list[str] | None = None) -> int:
     from avatar.errors import AvatarError
 
-    parser = build_parser(_available_commands())
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(argv[0] if argv and argv[0] in COMMANDS else None)
     args = parser.parse_args(argv)
     if not getattr(args, "command", None):
         parser.print_help()
