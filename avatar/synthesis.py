@@ -329,8 +329,8 @@ def eye_plan(driving: Expressions, target: Target, indices: np.ndarray, settings
              drive: str, size: tuple[int, int], scale: float):
     """An EyePlan that makes the visible eyes follow the blink setting (None when the target
     frames' own eyes already do: "target", or nothing to change). The bank frames are decoded
-    here (a few frames of one real blink of the target video)."""
-    from avatar.render.eyes import (BlinkBank, EyePlan, blink_levels, eye_sources, find_blink,
+    here (a few frames of up to three real blinks of the target video)."""
+    from avatar.render.eyes import (BlinkBank, EyePlan, blink_levels, eye_sources, find_blinks,
                                     wanted_levels)
     mode = resolved_blink(settings, drive)
     if mode == "target":
@@ -345,20 +345,24 @@ def eye_plan(driving: Expressions, target: Target, indices: np.ndarray, settings
     else:                                     # the driver's blinks on its own scale
         d = _fit_length(driving.weights, n)[:, list(EYE_BLINKS)].mean(1)
         wanted = np.clip((d - np.median(d)) / max(float(d.max() - np.median(d)), 0.2), 0, 1)
-    bank_idx = find_blink(levels, target.poses.rotation, int(indices[0]))
-    if bank_idx is None:
+    blinks = find_blinks(levels, target.poses.rotation, int(indices[0]))
+    if not blinks:
         if mode != "none":
             tqdm.write("note: the target video shows no blink to copy; the eyes stay as filmed")
         return None
+    bank_idx = np.concatenate(blinks)
+    starts = tuple(int(s) for s in np.cumsum([0] + [len(b) for b in blinks[:-1]]))
     bank_levels = levels[bank_idx]
     if mode != "none":
-        wanted = wanted_levels(wanted, rest, float(bank_levels.max()))
-    sources = eye_sources(wanted, levels[indices], bank_levels)
+        wanted = wanted_levels(wanted, rest, float(np.median([levels[b].max() for b in blinks])))
+    sources = eye_sources(wanted, levels[indices], bank_levels, starts)
     if not (sources >= 0).any():
         return None
     landmarks = (target.track.landmarks[:, :, :2] * scale).astype(np.float32)
-    with TargetFrames(target.path, size, bank_idx) as frames:
-        bank = BlinkBank(frames.get(bank_idx), landmarks[bank_idx], bank_levels)
+    in_order = np.unique(bank_idx)                    # decode forward once, then put blinks in turn
+    with TargetFrames(target.path, size, in_order) as frames:
+        decoded = frames.get(in_order)
+    bank = BlinkBank(decoded[np.searchsorted(in_order, bank_idx)], landmarks[bank_idx], bank_levels, starts)
     return EyePlan(bank, sources, landmarks, np.asarray(indices))
 
 

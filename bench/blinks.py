@@ -54,7 +54,7 @@ def main() -> int:
     args = p.parse_args()
     import cv2
     from avatar.face.tracker import track_video
-    from avatar.render.eyes import MIN_BLINK_RISE, blink_levels
+    from avatar.render.eyes import MIN_BLINK_RISE, blink_levels, find_blinks
     from avatar.synthesis import load_person, synthetic_blinks
 
     person = load_person(args.person, "cpu")
@@ -76,6 +76,7 @@ def main() -> int:
             "still_r_asked_vs_tracked": round(float(np.corrcoef(asked, levels["still"])[0, 1]), 3),
             "still_tracked_level_where_asked_shut": round(float(levels["still"][asked > 0.5].mean()), 3),
             "still_tracked_level_elsewhere": round(float(levels["still"][asked < 0.05].mean()), 3),
+            "bank_blinks": len(find_blinks(own, person.target.poses.rotation, 0)),
             "target_blink_frames": int(shut.sum()),
             "target_tracked_level_there": round(float(levels["target"][shut].mean()), 3),
             "none_tracked_level_there": round(float(levels["none"][shut].mean()), 3),

@@ -4,7 +4,8 @@ output frames.
 The neural renderer redraws only the lower face, so the eyes in an output frame are those of the
 target frame underneath. To blink where the target does not (a still head, or synthetic blinks)
 or to keep the eyes open where it blinks (`--blink none`), each eye of an output frame can be
-replaced by the same eye from a frame of one real blink of the target (the "blink bank"):
+replaced by the same eye from a frame of a real blink of the target (the "blink bank": up to
+three blinks filmed in a similar head pose, used in turn so a long clip does not repeat one):
 aligned by a similarity transform on landmarks that do not move with the lids (eye corners,
 brow, the ring under the eye, the nose bridge), brightness matched, and blended through a soft
 ellipse around the eye. Eye openness is MediaPipe's mean eyeBlinkLeft/Right ("level").
@@ -30,6 +31,8 @@ EYE_ANCHORS = (   # corners, brow, ring under the eye, nose bridge: still while 
 BLINK_CHANNELS = tuple(BLENDSHAPE_NAMES.index(n) for n in ("eyeBlinkLeft", "eyeBlinkRight"))
 MIN_BLINK_RISE = 0.2          # a blink: the level rises this far above the person's resting level
 KEEP_WITHIN = 0.08            # frames whose level is this close to the wanted one stay as they are
+MAX_BANK_BLINKS = 3           # real blinks copied in turn, so a long clip does not repeat one
+SIMILAR_POSE = 0.15           # rotation-matrix distance (about 6 degrees) a further blink may differ by
 _ELLIPSE = (0.8, 0.5)         # half axes of the blended region, in eye widths (corner to corner)
 _FEATHER = 0.15               # blur of its edge, in eye widths
 
@@ -39,11 +42,11 @@ def blink_levels(track: FaceTrack) -> np.ndarray:
     return track.blendshapes[:, list(BLINK_CHANNELS)].mean(1).astype(np.float32)
 
 
-def find_blink(levels: np.ndarray, rotations: np.ndarray | None = None,
-               reference: int = 0, margin: int = 3) -> np.ndarray | None:
-    """Frame indices of one full blink (open, closing, closed, opening, open) with `margin` frames
-    either side, the one whose head rotation is closest to frame `reference`'s; None if the video
-    shows no blink."""
+def find_blinks(levels: np.ndarray, rotations: np.ndarray | None = None, reference: int = 0,
+                margin: int = 3, count: int = MAX_BANK_BLINKS) -> list[np.ndarray]:
+    """Frame indices of up to `count` full blinks (open, closing, closed, opening, open; `margin`
+    frames either side), closest in head rotation to frame `reference` first; blinks after the
+    first only while their pose is within SIMILAR_POSE of it. Empty if the video shows none."""
     rest = float(np.median(levels))
     closed = levels > rest + MIN_BLINK_RISE
     events, start = [], None
@@ -54,8 +57,6 @@ def find_blink(levels: np.ndarray, rotations: np.ndarray | None = None,
             events.append((start, i))
             start = None
     events = [(a, b) for a, b in events if a - margin >= 0 and b + margin <= len(levels)]
-    if not events:
-        return None
 
     def pose_distance(event):
         if rotations is None:
@@ -63,8 +64,10 @@ def find_blink(levels: np.ndarray, rotations: np.ndarray | None = None,
         peak = event[0] + int(np.argmax(levels[event[0]:event[1]]))
         return float(np.linalg.norm(rotations[peak] - rotations[reference]))
 
-    a, b = min(events, key=lambda e: (pose_distance(e), -levels[e[0]:e[1]].max()))
-    return np.arange(a - margin, b + margin)
+    events.sort(key=lambda e: (pose_distance(e), -levels[e[0]:e[1]].max()))
+    chosen = [e for i, e in enumerate(events[:count])
+              if i == 0 or pose_distance(e) <= pose_distance(events[0]) + SIMILAR_POSE]
+    return [np.arange(a - margin, b + margin) for a, b in chosen]
 
 
 def wanted_levels(curve: np.ndarray, rest: float, closed: float) -> np.ndarray:
@@ -72,38 +75,58 @@ def wanted_levels(curve: np.ndarray, rest: float, closed: float) -> np.ndarray:
     return (rest + np.clip(curve, 0.0, 1.0) * (closed - rest)).astype(np.float32)
 
 
-def eye_sources(wanted: np.ndarray, current: np.ndarray, bank_levels: np.ndarray) -> np.ndarray:
-    """[n] index into the bank whose level is nearest the wanted one, or -1 where the frame
-    underneath is close enough already."""
-    nearest = np.argmin(np.abs(wanted[:, None] - bank_levels[None, :]), axis=1)
+def eye_sources(wanted: np.ndarray, current: np.ndarray, bank_levels: np.ndarray,
+                starts: tuple[int, ...] = (0,)) -> np.ndarray:
+    """[n] bank index whose level is nearest the wanted one, or -1 where the frame underneath is
+    close enough already. The bank holds one or more blinks beginning at `starts`; each run of
+    changed frames takes its frames from the next blink in turn."""
     keep = np.abs(wanted - current) <= KEEP_WITHIN
-    return np.where(keep, -1, nearest).astype(np.int64)
+    bounds = list(starts) + [len(bank_levels)]
+    out = np.full(len(wanted), -1, np.int64)
+    run_starts = np.flatnonzero(~keep & np.r_[True, keep[:-1]])
+    for run, first in enumerate(run_starts):
+        last = first + int(np.argmax(np.r_[keep[first:], True]))
+        g = run % len(starts)
+        lo, hi = bounds[g], bounds[g + 1]
+        near = np.argmin(np.abs(wanted[first:last, None] - bank_levels[None, lo:hi]), axis=1)
+        out[first:last] = lo + near
+    return out
 
 
 @dataclass(frozen=True)
 class BlinkBank:
-    """Frames of one real blink (output size) with their landmarks (output pixels) and levels."""
+    """Frames of one or more real blinks (output size, one after the other, blink i beginning at
+    starts[i] with an open frame) with their landmarks (output pixels) and levels."""
     frames: np.ndarray          # [K, H, W, 3] uint8
     landmarks: np.ndarray       # [K, 478, 2] float32
     levels: np.ndarray          # [K]
+    starts: tuple[int, ...] = (0,)
 
     def __post_init__(self):
         if not (len(self.frames) == len(self.landmarks) == len(self.levels) > 0):
             raise ValueError("a blink bank needs as many frames, landmark sets and levels (>= 1)")
+        if not self.starts or self.starts[0] != 0 or list(self.starts) != sorted(set(self.starts)) \
+                or self.starts[-1] >= len(self.levels):
+            raise ValueError("blink starts must begin at 0 and increase within the bank")
+
+    def open_frame(self, k: int) -> int:
+        """The first (open) frame of the blink that bank frame k belongs to."""
+        return max(s for s in self.starts if s <= k)
 
 
 def transfer_eyes(frame: np.ndarray, landmarks: np.ndarray, bank: BlinkBank, k: int) -> np.ndarray:
     """`frame` ([H, W, 3] uint8, landmarks [478, 2]) with both eyes taken from bank frame k."""
     out = frame.copy()
+    ref = bank.open_frame(k)
     for eye in range(2):
-        _transfer_eye(out, landmarks, bank.frames[k], bank.landmarks[k], bank.frames[0],
-                      bank.landmarks[0], eye)
+        _transfer_eye(out, landmarks, bank.frames[k], bank.landmarks[k], bank.frames[ref],
+                      bank.landmarks[ref], eye)
     return out
 
 
 def _transfer_eye(out, dst_lm, src, src_lm, open_src, open_lm, eye: int) -> None:
-    """Blend one eye of `src` into `out` in place (brightness matched on the bank's first, open
-    frame so the lids' own darkening is kept)."""
+    """Blend one eye of `src` into `out` in place (brightness matched on the open frame
+    before that blink, so the lids' own darkening is kept)."""
     box, alpha = _eye_region(dst_lm, eye, out.shape)
     if box is None:
         return

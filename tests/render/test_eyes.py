@@ -6,7 +6,7 @@ from scipy.ndimage import gaussian_filter
 
 from avatar.face.mesh import canonical_mesh
 from avatar.render.eyes import (EYE_CONTOURS, KEEP_WITHIN, BlinkBank, EyePlan, eye_sources,
-                                find_blink, transfer_eyes, wanted_levels)
+                                find_blinks, transfer_eyes, wanted_levels)
 
 
 def face_landmarks(shift=(0.0, 0.0), size=200) -> np.ndarray:
@@ -30,22 +30,25 @@ def eye_centre(lm: np.ndarray, eye: int) -> np.ndarray:
     return lm[list(EYE_CONTOURS[eye])].mean(0)
 
 
-def test_find_blink_picks_a_whole_blink_closest_in_pose():
+def test_find_blinks_picks_whole_blinks_closest_in_pose_first():
     levels = np.full(100, 0.2, np.float32)
     levels[20:23] = [0.5, 0.8, 0.5]
     levels[70:73] = [0.6, 0.9, 0.6]
     rotations = np.repeat(np.eye(3)[None], 100, 0)
-    rotations[70:73] = np.diag([1.0, 0.9, 0.9])      # the second blink has the head turned
-    idx = find_blink(levels, rotations, reference=0, margin=3)
-    assert list(idx) == list(range(17, 26))
-    assert levels[idx[0]] == levels[idx[-1]] == pytest.approx(0.2)      # open at both ends
-    rotations[:] = np.diag([1.0, 0.9, 0.9])
+    rotations[70:73] = np.diag([1.0, 0.95, 0.95])    # the second blink has the head turned a little
+    first, second = find_blinks(levels, rotations, reference=0, margin=3)
+    assert list(first) == list(range(17, 26)) and list(second) == list(range(67, 76))
+    assert levels[first[0]] == levels[first[-1]] == pytest.approx(0.2)      # open at both ends
+    assert len(find_blinks(levels, rotations, reference=0, count=1)) == 1
+    rotations[70:73] = np.diag([1.0, 0.7, 0.7])       # turned far: only the similar blink is kept
+    assert [list(b) for b in find_blinks(levels, rotations, reference=0)] == [list(range(17, 26))]
+    rotations[:] = np.diag([1.0, 0.7, 0.7])
     rotations[20:23] = np.eye(3)
-    assert list(find_blink(levels, rotations, reference=0)) == list(range(67, 76))
-    assert find_blink(np.full(50, 0.2) + np.linspace(0, 0.1, 50)) is None     # no blink
+    assert list(find_blinks(levels, rotations, reference=0)[0]) == list(range(67, 76))
+    assert find_blinks(np.full(50, 0.2) + np.linspace(0, 0.1, 50)) == []     # no blink
     edge = np.full(30, 0.2)
     edge[0:2] = 0.9                                   # a blink cut by the start of the video
-    assert find_blink(edge) is None
+    assert find_blinks(edge) == []
 
 
 def test_eye_sources_change_only_frames_far_from_the_wanted_level():
@@ -54,6 +57,15 @@ def test_eye_sources_change_only_frames_far_from_the_wanted_level():
     assert wanted == pytest.approx([0.2, 0.45, 0.7, 0.2])
     current = np.array([0.2 + KEEP_WITHIN / 2, 0.2, 0.2, 0.7])
     assert list(eye_sources(wanted, current, bank)) == [-1, 1, 2, 0]
+
+
+def test_eye_sources_take_the_bank_blinks_in_turn():
+    bank = np.array([0.2, 0.8, 0.2, 0.2, 0.7, 0.2])        # two blinks, starting at 0 and 3
+    wanted = np.array([0.2, 0.8, 0.2, 0.2, 0.8, 0.2, 0.2, 0.8, 0.2])
+    current = np.full(9, 0.2)
+    assert list(eye_sources(wanted, current, bank, (0, 3))) == [-1, 1, -1, -1, 4, -1, -1, 1, -1]
+    with pytest.raises(ValueError, match="starts"):
+        BlinkBank(np.zeros((2, 4, 4, 3), np.uint8), np.zeros((2, 478, 2)), np.zeros(2), (1,))
 
 
 def test_transfer_aligns_the_source_eye_and_leaves_the_rest():
@@ -88,6 +100,11 @@ def test_transfer_matches_brightness_of_the_frame_underneath():
     x, y = eye_centre(dst_lm, 1).astype(int)
     region = (slice(y - 6, y + 7), slice(x - 10, x + 11))
     assert abs(out[region].mean() - brighter[region].mean()) < 3.0   # no dark patch
+    # a second blink filmed brighter is matched on its own open frame, not on the first blink's
+    two = BlinkBank(np.stack([base, base, brighter, brighter]), np.stack([dst_lm] * 4),
+                    np.array([0.2, 0.8, 0.2, 0.8]), (0, 2))
+    out = transfer_eyes(base, dst_lm, two, 3)
+    assert abs(out[region].mean() - base[region].mean()) < 3.0
 
 
 def test_plan_applies_only_to_planned_frames():
