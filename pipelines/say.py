@@ -47,8 +47,8 @@ def add_person_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--blink", default="auto", choices=("auto", "target", "synthetic", "none"),
                    help="eye blinks: the target video's own (auto with head motion), synthetic "
                    "every 2.5-6 s (auto when still), or none (eyes kept open). Synthetic and none "
-                   "copy the eyes from one real blink of the target video, so they need a target "
-                   "that blinks at least once")
+                   "copy the eyes from real blinks of the target video (up to three, in turn), so "
+                   "they need a target that blinks at least once")
     p.add_argument("--head-motion", default="target", choices=("target", "still"),
                    help="follow the target video's head motion, or hold one frame")
     p.add_argument("--expression-scale", type=float, default=1.0,
