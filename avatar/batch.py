@@ -78,11 +78,14 @@ def parse_jobs(path: str | Path, default_person: str | None = None) -> list[Job]
         except AvatarError as e:
             errors.append(f"line {number}: {e}")
             continue
-        if job.id in first_line:
-            errors.append(f"line {number}: duplicate id {job.id!r} (first used on line "
-                          f"{first_line[job.id]}); ids name the output files, make them unique")
+        key = job.id.casefold()                # a and A name one file on macOS / Windows
+        if key in first_line:
+            first, other = first_line[key]
+            same = "" if other == job.id else f" as {other!r}, which differs only in case"
+            errors.append(f"line {number}: duplicate id {job.id!r} (first used on line {first}"
+                          f"{same}); ids name the output files, make them unique")
             continue
-        first_line[job.id] = number
+        first_line[key] = (number, job.id)
         jobs.append(job)
     if errors:
         raise JobsFileError(path, errors, len(jobs) + len(errors))
@@ -94,10 +97,11 @@ def parse_jobs(path: str | Path, default_person: str | None = None) -> list[Job]
 class JobsFileError(AvatarError):
     """Bad lines in a jobs file: `lines` holds one message per bad line."""
 
-    def __init__(self, path: Path, lines: list[str], total: int):
+    def __init__(self, path: Path, lines: list[str], total: int, what: str = "job lines in",
+                 fix: str = "fix them and run again"):
         self.lines = lines
-        super().__init__(f"{len(lines)} of {total} job lines in {path} are invalid (listed above); "
-                         "fix them and run again, nothing was started")
+        super().__init__(f"{len(lines)} of {total} {what} {path} are invalid (listed above); "
+                         f"{fix}, nothing was started")
 
 
 def parse_line(text: str, number: int, base: Path, default_person: str | None,
@@ -195,8 +199,25 @@ def _check_options(options: dict, base: Path) -> None:
         video = (base / options["target_video"]).resolve()
         if not video.is_file():
             raise AvatarError(f"target video {options['target_video']} not found")
+        _check_video(str(video), options["target_video"])
         options["target_video"] = str(video)
     settings_from(options)
+
+
+_VIDEOS: dict[str, str | None] = {}
+
+
+def _check_video(path: str, name: str) -> None:
+    """The target video is a readable video (probed once per file and run)."""
+    from avatar.video.probe import probe_video
+    if path not in _VIDEOS:
+        try:
+            probe_video(path)
+            _VIDEOS[path] = None
+        except AvatarError as e:
+            _VIDEOS[path] = f"target video {name}: {e}"
+    if _VIDEOS[path]:
+        raise AvatarError(_VIDEOS[path])
 
 
 def _sha256(path: str) -> str:
@@ -301,10 +322,12 @@ def batch_lock(out_dir: Path):
 
 
 def remove_stale_temp_files(out_dir: Path) -> int:
-    """Temp files left by a killed run (only ever ours: hidden, with our suffixes)."""
-    n = 0
+    """Temp files left by a killed run (only ever ours: hidden, with our suffixes). Called under
+    the batch lock, so files of the older naming (no process id) cannot belong to a live run."""
+    from avatar.io.files import is_temp_name, remove_stale_temps
+    n = len(remove_stale_temps(out_dir))
     for p in out_dir.iterdir():
-        if p.name.startswith(".") and p.is_file() and (
+        if p.name.startswith(".") and p.is_file() and not is_temp_name(p.name) and (
                 p.name.endswith((".tmp.mp4", ".json.tmp")) or
                 (p.name.startswith(".audio.") and p.name.endswith(".wav"))):
             p.unlink(missing_ok=True)
@@ -312,10 +335,28 @@ def remove_stale_temp_files(out_dir: Path) -> int:
     return n
 
 
+def check_outputs(jobs: list[Job], out_dir: Path, overwrite: bool = False) -> None:
+    """The output policy for a batch: --out not inside a person or checkpoint folder, writable,
+    and no job's <id>.mp4 / <id>.json replaces a file this toolkit did not make."""
+    from avatar.io.output import check_output_folder, check_replaceable
+    check_output_folder(out_dir)
+    bad = []
+    for job in jobs:
+        try:
+            check_replaceable(out_dir / f"{job.id}.mp4", overwrite)
+        except AvatarError as e:
+            bad.append(f"job {job.id!r} (line {job.line}): {e}")
+    if bad:
+        raise JobsFileError(out_dir, bad, len(jobs), what="outputs of jobs",
+                            fix="rename those files or pass --overwrite")
+
+
 def run_batch(jobs: list[Job], out_dir: str | Path, workers: int = 1, device: str = "cpu",
-              progress: bool = True, audio2expr: str | None = None) -> BatchSummary:
+              progress: bool = True, audio2expr: str | None = None,
+              overwrite: bool = False) -> BatchSummary:
     out_dir = Path(out_dir)
     summary = BatchSummary()
+    check_outputs(jobs, out_dir, overwrite)
     with batch_lock(out_dir):
         remove_stale_temp_files(out_dir)
         status = read_status(out_dir)

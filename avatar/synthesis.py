@@ -23,7 +23,7 @@ import numpy as np
 from tqdm import tqdm
 
 from avatar.errors import AvatarError
-from avatar.io.person import load_face_model, load_person_config, load_track, person_dir
+from avatar.io.person import load_face_model, load_track
 from avatar.io.provenance import folder_hashes, write_sidecar
 from avatar.types import (BLENDSHAPE_NAMES, MOUTH_BLENDSHAPES, Expressions, FaceTrack, HeadPoses,
                           PersonFaceModel, Speech)
@@ -35,6 +35,7 @@ HEAD_MOTIONS = ("target", "still")
 MAX_TEXT_CHARS = 5000           # about 5 minutes of speech per clip
 MAX_SPEECH_S = 30 * 60.0        # longest clip one call renders
 MAX_SIZE = 4096
+MAX_SEED = 2 ** 32 - 1
 EYE_BLINKS = tuple(BLENDSHAPE_NAMES.index(n) for n in ("eyeBlinkLeft", "eyeBlinkRight"))
 
 
@@ -68,6 +69,10 @@ class SaySettings:
         if not (math.isfinite(self.expression_scale) and 0.0 <= self.expression_scale <= 3.0):
             raise AvatarError(f"expression scale {self.expression_scale} is out of range; "
                               "use 0 to 3 (1 = as predicted)")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or \
+                not 0 <= self.seed <= MAX_SEED:
+            raise AvatarError(f"seed {self.seed} is out of range; use a whole number from 0 to "
+                              f"{MAX_SEED}")
         if not 1 <= int(self.batch_size) <= 256:
             raise AvatarError(f"batch size {self.batch_size} is out of range; use 1 to 256")
         return self
@@ -98,36 +103,17 @@ class Person:
 # --- loading ---------------------------------------------------------------------------------
 
 def load_person(name_or_path: str, device: str = "auto") -> Person:
-    """Load a person folder once (face model, target track + poses, renderer) and check it."""
-    folder = person_dir(name_or_path)
-    config = load_person_config(folder)
-    hashes = {**folder_hashes(folder, "*.json"), **folder_hashes(folder, "*.safetensors"),
-              **folder_hashes(folder, "target.mp4")}
-    _check_hashes(folder, config, hashes)
-    face_model = load_face_model(folder / "face_model.safetensors")
-    track, poses = load_track(folder / "track.safetensors")
+    """Load a person folder once (face model, target track + poses, renderer) and check it:
+    person.json against its schema, status complete, every file against its recorded sha256."""
+    from avatar.io import person as person_io
+    folder, config, hashes = person_io.load_complete(name_or_path)
+    face_model = load_face_model(folder / person_io.FACE_MODEL)
+    track, poses = load_track(folder / person_io.TRACK)
     if poses is None:
-        raise AvatarError(f"person {folder.name}: track.safetensors has no head poses; "
-                          "re-run train-person")
-    video = folder / "target.mp4"
-    if not video.is_file():
-        raise AvatarError(f"person {folder.name} lacks target.mp4; re-run train-person")
+        raise AvatarError(f"person {folder.name}: its track has no head poses; re-run train-person")
     renderer = load_renderer(folder, device)
-    return Person(folder.name, folder, config, face_model, Target(video, track, poses), renderer,
-                  hashes)
-
-
-def _check_hashes(folder: Path, config: dict, hashes: dict) -> None:
-    """Compare the files with the sha256 values person.json recorded (if it recorded any)."""
-    recorded = config.get("files") or config.get("hashes") or {}
-    if not isinstance(recorded, dict):
-        return
-    for name, expected in recorded.items():
-        if not isinstance(expected, str) or name not in hashes:
-            continue
-        if hashes[name] != expected.removeprefix("sha256:"):
-            raise AvatarError(f"person {folder.name}: {name} does not match the sha256 in "
-                              "person.json (changed or damaged); restore it or re-run train-person")
+    return Person(folder.name, folder, config, face_model,
+                  Target(folder / person_io.TARGET, track, poses), renderer, hashes)
 
 
 def load_renderer(folder: Path, device: str):
@@ -191,7 +177,7 @@ def _latin(ch: str) -> bool:
 def speech_from_audio(path: str | Path) -> Speech:
     from avatar.audio import load_speech
     path = check_audio_file(path)
-    return check_speech(load_speech(path), str(path))
+    return check_speech(load_speech(path, max_seconds=MAX_SPEECH_S), str(path))
 
 
 def check_audio_file(path: str | Path) -> Path:
@@ -455,7 +441,8 @@ def make_video(person: Person, speech: Speech | None, expressions: Expressions, 
                          {k: round(v, 3) for k, v in seconds.items()})
     write_sidecar(out, command=command, input_record=input_record,
                   person={"name": person.name, "files_sha256": person.hashes,
-                          "config_version": person.config.get("format_version")},
+                          "config_version": person.config.get("format_version"),
+                          "consent": person.config.get("consent")},
                   models=models or {},
                   settings={**asdict(settings), "target_video": str(target.path.name)},
                   output={"frames": n_frames, "fps": fps, "width": width, "height": height,
@@ -525,7 +512,8 @@ def model_hashes(audio2expr_dir: str | Path | None = None) -> dict:
 
 
 def _seed(seed: int) -> None:
-    np.random.seed(seed % (2 ** 32))
+    seed = int(seed) % (2 ** 32)
+    np.random.seed(seed)
     try:
         import torch
         torch.manual_seed(seed)

@@ -24,12 +24,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="cpu", help="cpu, cuda or auto (default cpu)")
     p.add_argument("--audio2expr", help="audio-to-expression checkpoint folder "
                    "(default: the shipped checkpoints/audio2expr)")
-    p.add_argument("--check", action="store_true", help="only validate the jobs file")
+    p.add_argument("--check", action="store_true",
+                   help="only validate the jobs file (and that the outputs may be written)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace existing <id>.mp4 / <id>.json files this toolkit did not make")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def run(args) -> int:
-    from avatar.batch import JobsFileError, parse_jobs, print_bad_lines, run_batch
+    from pathlib import Path
+
+    from avatar.batch import JobsFileError, check_outputs, parse_jobs, print_bad_lines, run_batch
     from avatar.errors import AvatarError
 
     if not 1 <= args.workers <= max(1, 4 * (os.cpu_count() or 1)):
@@ -37,6 +42,7 @@ def run(args) -> int:
                           f"{4 * (os.cpu_count() or 1)}")
     try:
         jobs = parse_jobs(args.jobs, default_person=args.person)
+        check_outputs(jobs, Path(args.out), args.overwrite)      # before any work, also --check
     except JobsFileError as e:
         print_bad_lines(e)
         raise
@@ -44,7 +50,8 @@ def run(args) -> int:
         print(f"{args.jobs}: {len(jobs)} valid jobs")
         return 0
     summary = run_batch(jobs, args.out, workers=args.workers, device=args.device,
-                        progress=not args.quiet, audio2expr=args.audio2expr)
+                        progress=not args.quiet, audio2expr=args.audio2expr,
+                        overwrite=args.overwrite)
     print(f"{len(summary.done)} done, {len(summary.skipped)} already finished (skipped), "
           f"{len(summary.recovered)} recovered after an interruption, {len(summary.failed)} failed"
           f" -> {args.out}")

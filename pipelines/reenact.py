@@ -33,7 +33,7 @@ def run(args) -> int:
     from avatar.video.probe import check_input_file, has_audio_stream
     from pipelines.say import check_output_path, settings_from_args
 
-    out = check_output_path(args.output)
+    out = check_output_path(args.output, args.overwrite)
     source = check_input_file(args.source, "source video")
     settings = settings_from_args(args)
     progress = not args.quiet
@@ -48,7 +48,9 @@ def run(args) -> int:
         raise AvatarError(f"source video {source}: a face was found in only "
                           f"{100 * track.found.mean():.0f} % of frames; give a clip showing a face")
     seconds["track_source"] = time.perf_counter() - t
-    speech = load_speech(source, normalize=False) if has_audio_stream(source) else None
+    from avatar.synthesis import MAX_SPEECH_S
+    speech = load_speech(source, normalize=False, max_seconds=MAX_SPEECH_S) \
+        if has_audio_stream(source) else None
     fps = float(settings.fps or (target or person.target).track.fps)
     n_frames = None if speech else max(1, int(round(len(track) * fps / track.fps)))
     record = {"kind": "video", "file": source.name, "sha256": cached_sha256(source),

@@ -20,7 +20,9 @@ DEFAULT_PERSON = "demo"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("text", nargs="?", help="text to speak (English voice); or use --audio")
+    p.add_argument("text", nargs="?", help="text to speak (English voice); or use --text-file "
+                   "or --audio")
+    p.add_argument("--text-file", metavar="FILE", help="speak the text in this UTF-8 file")
     p.add_argument("--audio", help="speech audio file (wav, mp3, m4a, flac, or a video's sound)")
     p.add_argument("--voice", help="piper voice .onnx file to speak the text with (its .onnx.json "
                    "beside it), e.g. another language; default: the bundled CC0 English voice")
@@ -43,7 +45,8 @@ def add_person_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--size", type=int, help="longest side of the output in pixels "
                    "(default: the target video's size)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (synthetic blinks)")
+    p.add_argument("--seed", type=seed_argument, default=0,
+                   help="random seed (synthetic blinks), 0 to 4294967295")
     p.add_argument("--blink", default="auto", choices=("auto", "target", "synthetic", "none"),
                    help="eye blinks: the target video's own (auto with head motion), synthetic "
                    "every 2.5-6 s (auto when still), or none (eyes kept open). Synthetic and none "
@@ -57,6 +60,19 @@ def add_person_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-watermark", action="store_true",
                    help="leave out the visible SYNTHETIC label (the metadata tag and side-car stay)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing output (mp4 / side-car json) this toolkit did not make")
+
+
+def seed_argument(text: str) -> int:
+    from avatar.synthesis import MAX_SEED
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if not 0 <= value <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"{text} is out of range; use 0 to {MAX_SEED}")
+    return value
 
 
 def settings_from_args(args):
@@ -67,13 +83,30 @@ def settings_from_args(args):
                        target_video=args.target_video, batch_size=args.batch_size).checked()
 
 
-def check_output_path(output: str) -> Path:
-    out = Path(output)
-    if out.suffix.lower() != ".mp4":
-        raise AvatarError(f"output {out} must end in .mp4")
-    if out.is_dir():
-        raise AvatarError(f"output {out} is a folder; give a file name ending in .mp4")
-    return out
+def check_output_path(output: str, overwrite: bool = False) -> Path:
+    """The shared output policy (avatar/io/output.py): .mp4, not inside a person or checkpoint
+    folder, replaces only files this toolkit made (unless --overwrite), writable; stale temp
+    files of killed runs removed."""
+    from avatar.io.output import check_output
+    return check_output(output, overwrite=overwrite)
+
+
+MAX_TEXT_FILE_BYTES = 64 * 1024
+
+
+def text_to_speak(args) -> str | None:
+    """The text from the argument or --text-file. A text argument that is the path of an
+    existing file is refused: the user almost surely meant --text-file."""
+    from avatar.io.files import read_text
+    if args.text_file is not None:
+        return read_text(args.text_file, "text file", MAX_TEXT_FILE_BYTES)
+    text = args.text
+    if text is not None and "\n" not in text and len(text) < 4096 and text.strip() and \
+            Path(text.strip()).expanduser().is_file():
+        raise AvatarError(f"the text to speak, {text.strip()!r}, is the name of an existing file; "
+                          f"to speak what the file says use --text-file {text.strip()}, to speak "
+                          "the words themselves reword them")
+    return text
 
 
 def run(args) -> int:
@@ -82,19 +115,22 @@ def run(args) -> int:
     from avatar.synthesis import (check_audio_file, check_start_frame, load_person, load_target,
                                   speakable_text, speech_from_audio, speech_from_text, stage)
 
-    if (args.text is None) == (args.audio is None):
-        raise AvatarError("give either a text to speak or --audio FILE (exactly one of them)")
+    given = [x is not None for x in (args.text, args.text_file, args.audio)]
+    if sum(given) != 1:
+        raise AvatarError("give either a text to speak, --text-file FILE or --audio FILE "
+                          "(exactly one of them)")
     if args.voice is not None and args.audio is not None:
         raise AvatarError("--voice picks who speaks a text; it does not apply to --audio")
-    out = check_output_path(args.output)
     settings = settings_from_args(args)
+    text = text_to_speak(args)
+    out = check_output_path(args.output, args.overwrite)
     progress = not args.quiet
     t0 = time.perf_counter()
     if args.audio is not None:          # cheap input checks before loading any model
         check_audio_file(args.audio)
     else:
         voice = voice_files(args.voice)[0] if args.voice else None
-        spoken = speakable_text(args.text, english=voice is None)
+        spoken = speakable_text(text, english=voice is None)
     person = load_person(args.person, device=args.device)
     target = load_target(person, settings.target_video, progress) if settings.target_video else None
     check_start_frame(target or person.target, settings)
@@ -105,7 +141,7 @@ def run(args) -> int:
             record = audio_record(args.audio, speech.duration_s)
         else:
             speech = speech_from_text(spoken, voice)
-            record = text_record(args.text, voice)
+            record = text_record(text, voice)
     result = render_speech(person, speech, record, out, settings, target, progress, seconds,
                            args.device, args.audio2expr)
     total = time.perf_counter() - t0

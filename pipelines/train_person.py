@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import os
+import shutil
 import subprocess
 import sys
 from dataclasses import asdict
@@ -23,24 +25,31 @@ from avatar.errors import AvatarError
 from avatar.face.crop import centre_jitter, raw_crop_boxes
 from avatar.face.model import face_model_error, fit_face_model
 from avatar.face.tracker import DEFAULT_MAX_SIDE, TRACKER_VERSION, check_track_quality, track_video
-from avatar.io.files import atomic_output, read_json, sha256_file, write_json
-from avatar.io.person import (FORMAT_VERSION, PERSONS_ROOT, REPO_ROOT, check_person_name,
-                              save_face_model, save_track)
+from avatar.io import person as person_io
+from avatar.io.files import atomic_output, read_json, remove_stale_temps, sha256_file, write_json
+from avatar.io.person import FORMAT_VERSION, check_person_name, save_face_model, save_track
 from avatar.video.probe import ffmpeg_exe, probe_video
 from avatar.video.reader import scaled_size
 
 MIN_SECONDS = 2.0
-TRACKED_FILES = ("target.mp4", "track.safetensors", "face_model.safetensors")  # hashed in person.json
+TRACKED_FILES = person_io.TRACKED_FILES          # hashed in person.json (older name)
+INPUTS_MARK = ".inputs.json"                     # in a staging folder: which videos it is for
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--video", action="append", required=True, metavar="V",
                    help="video of the person talking; repeat for more clips of the same setting")
     p.add_argument("--name", required=True, help="person name (letters, digits, - _ .)")
-    p.add_argument("--persons-dir", type=Path, default=PERSONS_ROOT,
-                   help=f"where person folders live (default: {PERSONS_ROOT})")
-    p.add_argument("--runs-dir", type=Path, default=REPO_ROOT / "runs",
-                   help="where training runs keep checkpoints, curves and samples (default: runs/)")
+    p.add_argument("--consent", metavar="TEXT",
+                   help="who is shown in the video and that they agreed to a synthetic model of "
+                   "them (required for a new person; stored in person.json and repeated in the "
+                   "side-car of every video made with it)")
+    p.add_argument("--persons-dir", type=Path, default=None,
+                   help="where person folders live (default: $AVATAR_HOME/persons, "
+                   f"now {person_io.user_persons_root()})")
+    p.add_argument("--runs-dir", type=Path, default=None,
+                   help="where training runs keep checkpoints, curves and samples "
+                   f"(default: $AVATAR_HOME/runs, now {person_io.runs_root()})")
     p.add_argument("--max-side", type=int, default=DEFAULT_MAX_SIDE,
                    help="downscale frames so the longest side is at most this (default 1280)")
     p.add_argument("--minutes", type=float, default=60.0,
@@ -50,27 +59,52 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--no-render", action="store_true", help="stop after tracking + face model")
     p.add_argument("--force", action="store_true",
-                   help="replace an existing person of this name made from other videos")
+                   help="replace an existing person of this name made from other videos (the old "
+                   "one stays until the new one is complete)")
 
 
 def run(args: argparse.Namespace) -> int:
+    """Build the person in a hidden staging folder beside its final place (resumed if a run was
+    killed), then swap it in atomically: the old person, if any, stays usable until then."""
     name = check_person_name(args.name)
+    root = Path(args.persons_dir) if args.persons_dir else person_io.user_persons_root()
+    if args.steps is not None and args.steps < 1:
+        raise AvatarError(f"--steps {args.steps} must be at least 1")
     videos = [Path(v) for v in args.video]
     infos = check_videos(videos)
-    folder = args.persons_dir / name
+    from avatar.io.output import check_writable_folder
+    check_writable_folder(root)
+    final, staging = root / name, person_io.staging_dir(root / name)
+    person_io.clean_trash(root)
     inputs = [{"name": v.name, "sha256": sha256_file(v), "fps": i.fps, "duration_s": i.duration_s,
                "size": [i.width, i.height]} for v, i in zip(videos, infos)]
-    fresh = prepare_folder(folder, inputs, args.force)
-    target = folder / "target.mp4"
-    if fresh or not target.is_file():
+    old = existing_config(final, inputs, args.force)
+    consent = consent_for(args.consent, old, staging, inputs)
+    prepare_staging(staging, final, inputs, same=old is not None and same_inputs(old, inputs))
+    try:
+        build(staging, name, videos, infos, inputs, consent, args)
+    except AvatarError:
+        shutil.rmtree(staging, ignore_errors=True)     # a user error: nothing to resume
+        raise
+    (staging / INPUTS_MARK).unlink()
+    person_io.install(staging, final)
+    status = person_io.read_config(final)["status"]
+    print(f"person folder: {final} ({status}); look at {final / person_io.CONTACT_SHEET} and "
+          f"{final / person_io.OVERLAY}")
+    return 0
+
+
+def build(folder: Path, name: str, videos, infos, inputs, consent, args) -> None:
+    target = folder / person_io.TARGET
+    if not target.is_file():
         size = scaled_size(infos[0].width, infos[0].height, args.max_side)
         build_target_video(videos, target, infos[0].fps, size)
     track = track_video(target, max_side=args.max_side)
     quality = check_track_quality(track, name)
     model, poses = fit_face_model(track)
     n, train = len(track), model.metadata["train_frames"]
-    save_track(folder / "track.safetensors", track, poses)
-    save_face_model(folder / "face_model.safetensors", model)
+    save_track(folder / person_io.TRACK, track, poses)
+    save_face_model(folder / person_io.FACE_MODEL, model)
     metrics = {
         "frames": n, "train_frames": train, "face_found_fraction": quality.found_fraction,
         "longest_gap_s": quality.longest_gap_s,
@@ -80,18 +114,82 @@ def run(args: argparse.Namespace) -> int:
         "face_model_train": asdict(face_model_error(track, poses, model, slice(0, train))),
     }
     config = {"format_version": FORMAT_VERSION, "name": name, "inputs": inputs,
+              "consent": consent,
               "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
               "command": command_line(args),
               "fps": track.fps, "frame_size": list(track.frame_size), "n_frames": n,
               "holdout_start": train, "tracker_version": TRACKER_VERSION,
-              "face_model": {"n_components": model.n_components}, "metrics": {"tracking": metrics},
-              "files": {f: sha256_file(folder / f) for f in TRACKED_FILES}, "status": "tracked"}
-    write_json(folder / "person.json", merge_config(folder, config))
+              "face_model": {"n_components": model.n_components}, "metrics": {"tracking": metrics}}
+    person_io.finalize(folder, merge_config(folder, config))
     write_previews(folder, target, track)
     print_summary(folder, metrics, model.n_components)
     if not args.no_render:
         train_renderer_stage(folder, args)
-    return 0
+    person_io.finalize(folder)
+
+
+def same_inputs(config: dict, inputs: list[dict]) -> bool:
+    return [i.get("sha256") for i in config.get("inputs", [])] == [i["sha256"] for i in inputs]
+
+
+def existing_config(final: Path, inputs: list[dict], force: bool) -> dict | None:
+    """The config of the person already at `final` (None if there is none); AvatarError when it
+    was made from other videos and --force is not given."""
+    if not final.exists():
+        return None
+    try:
+        old = person_io.read_config(final)
+    except AvatarError as e:
+        if not force:
+            raise AvatarError(f"person '{final.name}' already exists but cannot be read ({e}); "
+                              "pass --force to replace it") from None
+        return None
+    if not same_inputs(old, inputs) and not force:
+        raise AvatarError(f"person '{final.name}' already exists and was made from other videos; "
+                          "pick another --name or pass --force to replace it")
+    return old
+
+
+def consent_for(statement: str | None, old: dict | None, staging: Path, inputs) -> dict:
+    """The consent record: the one given, else the one already recorded for these videos."""
+    if statement:
+        return person_io.consent_record(statement)
+    for config in (old, _staged_config(staging)):
+        if config and same_inputs(config, inputs) and config.get("consent"):
+            return config["consent"]
+    return person_io.consent_record("")              # raises: --consent is required
+
+
+def _staged_config(staging: Path) -> dict | None:
+    try:
+        return person_io.read_config(staging)
+    except AvatarError:
+        return None
+
+
+def prepare_staging(staging: Path, final: Path, inputs: list[dict], same: bool) -> None:
+    """Reuse a staging folder a killed run left for the same videos; otherwise start a new one
+    (a copy of the existing person when its videos are the same, so training continues)."""
+    marker = staging / INPUTS_MARK
+    wanted = [i["sha256"] for i in inputs]
+    if staging.exists():
+        try:
+            staged = read_json(marker, "staging inputs").get("sha256")
+        except AvatarError:
+            staged = None
+        if staged != wanted:
+            shutil.rmtree(staging)
+    for leftover in staging.parent.glob(staging.name + ".*.copy"):
+        shutil.rmtree(leftover, ignore_errors=True)
+    if not staging.exists():
+        tmp = staging.with_name(staging.name + f".{os.getpid()}.copy")
+        if same and final.is_dir():
+            person_io.copy_person(final, tmp)
+        else:
+            tmp.mkdir(parents=True)
+        write_json(tmp / INPUTS_MARK, {"sha256": wanted})
+        os.rename(tmp, staging)
+    remove_stale_temps(staging)
 
 
 def command_line(args: argparse.Namespace) -> str:
@@ -119,35 +217,13 @@ def check_videos(videos: list[Path]):
     return infos
 
 
-def prepare_folder(folder: Path, inputs: list[dict], force: bool) -> bool:
-    """True when the folder is new (or replaced); False when it holds a run on the same inputs."""
-    config_path = folder / "person.json"
-    if not config_path.is_file():
-        folder.mkdir(parents=True, exist_ok=True)
-        return True
-    old = read_json(config_path, "person config")
-    same = [i["sha256"] for i in old.get("inputs", [])] == [i["sha256"] for i in inputs]
-    if same:
-        return False
-    if not force:
-        raise AvatarError(f"person '{folder.name}' already exists and was made from other videos; "
-                          "pick another --name or pass --force to replace it")
-    for leftover in ("target.mp4", "renderer.safetensors", "track.safetensors", "person.json"):
-        (folder / leftover).unlink(missing_ok=True)
-    return True
-
-
 def merge_config(folder: Path, config: dict) -> dict:
     """Keep what later stages wrote (renderer config and metrics) when tracking is re-run."""
-    path = folder / "person.json"
-    if not path.is_file():
+    old = _staged_config(folder)
+    if old is None:
         return config
-    old = read_json(path, "person config")
     merged = {**old, **config}
     merged["metrics"] = {**old.get("metrics", {}), **config["metrics"]}
-    merged["files"] = {**old.get("files", {}), **config["files"]}
-    if old.get("status") == "complete":
-        merged["status"] = "complete"
     return merged
 
 
@@ -184,7 +260,7 @@ def write_previews(folder: Path, target: Path, track) -> None:
     scale = min(1.0, 640 / max(w, h))
     size = (int(w * scale) // 2 * 2, int(h * scale) // 2 * 2)
     sheet_frames = []
-    with VideoWriter(folder / "overlay.mp4", size[0], size[1], track.fps, watermark=False,
+    with VideoWriter(folder / person_io.OVERLAY, size[0], size[1], track.fps, watermark=False,
                      metadata={"comment": "face tracking overlay (real footage, not synthetic)"}) as out:
         for i, frame in enumerate(VideoReader(target, max_frames=len(track))):
             drawn = draw_overlay(frame, track.landmarks[i], track.crop_boxes[i], bool(track.found[i]))
@@ -193,19 +269,18 @@ def write_previews(folder: Path, target: Path, track) -> None:
                 sheet_frames.append(drawn)
     sheet = contact_sheet(sheet_frames, track_labels(track, sorted(picks)))
     ok, png = cv2.imencode(".png", cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))
-    with atomic_output(folder / "contact_sheet.png") as tmp:
+    with atomic_output(folder / person_io.CONTACT_SHEET) as tmp:
         tmp.write_bytes(png.tobytes())
 
 
 def print_summary(folder: Path, metrics: dict, k: int) -> None:
     fm = metrics["face_model_holdout"]
-    print(f"person folder: {folder}")
+    print(f"person {folder.name.removeprefix(person_io.STAGING_PREFIX)} (being built in {folder})")
     print(f"  frames {metrics['frames']} (held out from {metrics['train_frames']}), face found in "
           f"{metrics['face_found_fraction']:.1%}, crop jitter {metrics['crop_jitter_px']['raw']:.2f}"
           f" -> {metrics['crop_jitter_px']['smoothed']:.2f} px/frame")
     print(f"  face model: {k} components; held-out landmark error {fm['blendshape_map_px']:.2f} px "
           f"(mean shape alone {fm['mean_shape_px']:.2f} px) in a {fm['crop_size']}-px crop")
-    print(f"  look at: {folder / 'contact_sheet.png'} and {folder / 'overlay.mp4'}")
 
 
 def train_renderer_stage(folder: Path, args: argparse.Namespace) -> None:
@@ -215,13 +290,16 @@ def train_renderer_stage(folder: Path, args: argparse.Namespace) -> None:
         print("note: the renderer stage is not available in this version; tracking is done",
               file=sys.stderr)
         return
-    config = read_json(folder / "person.json", "person config")
-    run_dir = args.runs_dir / f"render-{folder.name}-{config['files']['target.mp4'][:10]}"
+    config = person_io.read_config(folder)
+    runs = Path(args.runs_dir) if args.runs_dir else person_io.runs_root()
+    name = config["name"]
+    run_dir = runs / f"render-{name}-{config['files'][person_io.TARGET][:10]}"
     print(f"  renderer training: {run_dir} (curves, samples, resumable checkpoints)")
     metrics = train_renderer(folder, minutes=args.minutes, device=args.device, resume=True,
-                             steps=args.steps, run_dir=run_dir)
-    config = read_json(folder / "person.json", "person config")
-    write_json(folder / "person.json", {**config, "status": "complete"})
+                             steps=args.steps, run_dir=run_dir, write_person=False)
+    run_config = read_json(run_dir / "config.json", "run config")
+    run_config["person"] = name
+    person_io.install_renderer(folder, run_dir / person_io.RENDERER, run_config, metrics)
     print(f"  renderer (step {metrics.get('step')}): held-out PSNR {metrics.get('psnr', float('nan')):.2f} dB, "
           f"SSIM {metrics.get('ssim', float('nan')):.3f} on the 256-px face crop; lower face only "
           f"{metrics.get('psnr_band', float('nan')):.2f} dB")

@@ -8,6 +8,7 @@ TARGET_DBFS, whatever the recording level was.
 """
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import numpy as np
@@ -23,8 +24,11 @@ MIN_DURATION_S = 0.05
 _BLOCK_BYTES = 1 << 20
 
 
-def load_speech(path: str | Path, normalize: bool = True) -> Speech:
-    """Decode `path` to mono float32 at 16 kHz; AvatarError on anything that is not usable audio."""
+def load_speech(path: str | Path, normalize: bool = True, max_seconds: float | None = None) -> Speech:
+    """Decode `path` to mono float32 at 16 kHz; AvatarError on anything that is not usable audio.
+
+    With `max_seconds`, decoding stops as soon as more audio than that has come out of ffmpeg
+    (a header can understate the length; memory and time stay bounded by the limit)."""
     path = check_input_file(path, "audio")
     header = ffmpeg_header(path)
     if "Audio:" not in header:
@@ -32,7 +36,7 @@ def load_speech(path: str | Path, normalize: bool = True) -> Speech:
             raise AvatarError(f"{path} is not an audio or video file ffmpeg can read; "
                               "give a wav, mp3, m4a, flac or a video with sound")
         raise AvatarError(f"{path} has no audio track; give a file with sound")
-    samples = _decode(path)
+    samples = _decode(path, max_seconds)
     if len(samples) < MIN_DURATION_S * SAMPLE_RATE:
         raise AvatarError(f"{path} holds no audio samples (length {len(samples) / SAMPLE_RATE:.3f} s);"
                           " give a recording at least 0.05 s long")
@@ -41,11 +45,20 @@ def load_speech(path: str | Path, normalize: bool = True) -> Speech:
     return Speech(samples=samples, sample_rate=SAMPLE_RATE)
 
 
-def _decode(path: Path) -> np.ndarray:
+def _decode(path: Path, max_seconds: float | None = None) -> np.ndarray:
     cmd = [ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-nostdin", "-i", str(path),
            "-map", "0:a:0", "-vn", "-ac", "1", "-ar", str(SAMPLE_RATE), "-f", "f32le", "-"]
     out = FfmpegOutput(cmd, _BLOCK_BYTES)
-    data = b"".join(out)
+    limit = None if max_seconds is None else int(max_seconds * SAMPLE_RATE) * 4
+    blocks, n = [], 0
+    with contextlib.closing(iter(out)) as stream:
+        for block in stream:
+            blocks.append(block)
+            n += len(block)
+            if limit is not None and n > limit:
+                raise AvatarError(f"audio {path} is longer than {_length(max_seconds)} (found "
+                                  "while decoding; its header says less); cut it into parts")
+    data = b"".join(blocks)
     if out.returncode != 0 and not data:
         raise AvatarError(f"{path}: the audio could not be decoded ({out.last_error()}); "
                           "the file is damaged or in an unsupported format")
@@ -54,6 +67,10 @@ def _decode(path: Path) -> np.ndarray:
     if not np.isfinite(samples).all():
         samples = np.nan_to_num(samples, nan=0.0, posinf=1.0, neginf=-1.0)
     return samples
+
+
+def _length(seconds: float) -> str:
+    return f"{seconds / 60:.0f} min" if seconds >= 120 else f"{seconds:.0f} s"
 
 
 def frame_rms_db(samples: np.ndarray, sample_rate: int, frame_s: float = 0.02) -> np.ndarray:

@@ -2,6 +2,10 @@
 
 Every writer goes through `atomic_output`: data lands in a temp file beside the target and is
 renamed over it only when complete, so a crash never leaves a half-written file that looks good.
+Temp files are named `.<name>.~avatar-<pid>-<random><suffix>`, so the next run can tell its own
+stale leftovers (their process is gone) from another run's work in progress
+(`remove_stale_temps`). JSON is read with limits on size and nesting depth, checked before
+parsing, so a hostile file cannot exhaust memory or the stack.
 """
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Iterator, Mapping
@@ -18,6 +23,15 @@ import numpy as np
 from avatar.errors import AvatarError
 
 MAX_JSON_BYTES = 64 * 1024 * 1024
+MAX_JSON_DEPTH = 64
+TEMP_MARK = "~avatar-"
+# .<name>.~avatar-<pid>-<8 random chars from mkstemp><suffix>
+_TEMP = re.compile(r"^\..*" + re.escape(TEMP_MARK) + r"(\d+)-[a-z0-9_]{8}(\..*)?$")
+
+
+def temp_prefix(name: str) -> str:
+    """Prefix of this process's temp files for `name` (see remove_stale_temps)."""
+    return f".{name}.{TEMP_MARK}{os.getpid()}-"
 
 
 @contextlib.contextmanager
@@ -25,7 +39,7 @@ def atomic_output(path: str | os.PathLike, suffix: str | None = None) -> Iterato
     """Yield a temp path next to `path`; rename it onto `path` only if the block succeeds."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix or path.suffix + ".tmp",
+    fd, tmp = tempfile.mkstemp(prefix=temp_prefix(path.name), suffix=suffix or path.suffix + ".tmp",
                                dir=path.parent)
     os.close(fd)
     tmp = Path(tmp)
@@ -36,6 +50,38 @@ def atomic_output(path: str | os.PathLike, suffix: str | None = None) -> Iterato
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def is_temp_name(name: str) -> bool:
+    return _TEMP.match(name) is not None
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True                      # someone else's process: not ours to judge
+    return True
+
+
+def remove_stale_temps(folder: str | os.PathLike) -> list[Path]:
+    """Delete this toolkit's temp files in `folder` whose process is gone (a killed run's
+    leftovers); temp files of runs still going are kept. Returns the removed paths."""
+    folder = Path(folder)
+    removed = []
+    if not folder.is_dir():
+        return removed
+    for p in folder.iterdir():
+        m = _TEMP.match(p.name)
+        if m and not _alive(int(m.group(1))) and (p.is_file() or p.is_symlink()):
+            with contextlib.suppress(FileNotFoundError):
+                p.unlink()
+                removed.append(p)
+    return removed
 
 
 def _umask() -> int:
@@ -81,15 +127,42 @@ def read_text(path: str | os.PathLike, what: str, max_bytes: int) -> str:
         raise AvatarError(f"{what} {path} is not UTF-8 text ({e}); save it as UTF-8") from None
 
 
-def read_json(path: str | os.PathLike, what: str = "file") -> dict:
-    text = read_text(path, what, MAX_JSON_BYTES)
+def read_json(path: str | os.PathLike, what: str = "file", max_bytes: int = MAX_JSON_BYTES,
+              max_depth: int = MAX_JSON_DEPTH) -> dict:
+    text = read_text(path, what, max_bytes)
+    return parse_json(text, f"{what} {path}", max_depth)
+
+
+def parse_json(text: str, where: str, max_depth: int = MAX_JSON_DEPTH):
+    """json.loads with the nesting depth checked first (no RecursionError on hostile input)."""
+    depth = json_depth(text)
+    if depth > max_depth:
+        raise AvatarError(f"{where} is nested {depth} levels deep, at most {max_depth} are "
+                          "allowed; it is damaged or not made by this toolkit")
     try:
         data = json.loads(text)
     except json.JSONDecodeError as e:
-        raise AvatarError(f"{what} {path} is not valid JSON ({e}); restore or re-create it") from None
+        raise AvatarError(f"{where} is not valid JSON ({e}); restore or re-create it") from None
+    except RecursionError:              # a depth the scan above missed: still one line
+        raise AvatarError(f"{where} is nested too deeply; it is damaged") from None
     if not isinstance(data, dict):
-        raise AvatarError(f"{what} {path} must hold a JSON object")
+        raise AvatarError(f"{where} must hold a JSON object")
     return data
+
+
+_JSON_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"')      # unrolled: linear time
+
+
+def json_depth(text: str) -> int:
+    """Deepest bracket nesting of a JSON text (brackets inside strings do not count); vectorized,
+    so a 64 MiB file takes well under a second."""
+    stripped = _JSON_STRING.sub('""', text)
+    raw = np.frombuffer(stripped.encode("utf-8", "replace"), np.uint8)
+    if raw.size == 0:
+        return 0
+    steps = np.isin(raw, (ord("["), ord("{"))).astype(np.int32) - \
+        np.isin(raw, (ord("]"), ord("}"))).astype(np.int32)
+    return int(np.cumsum(steps).max(initial=0))
 
 
 def save_arrays(path: str | os.PathLike, arrays: Mapping[str, np.ndarray],

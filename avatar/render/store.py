@@ -38,21 +38,77 @@ def _save(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]
         save_file(tensors, str(tmp), metadata=metadata)
 
 
-def _load(path: Path, what: str, fmt: str) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+# Bounds on a renderer config read from a file, checked before any tensor is allocated.
+CONFIG_BOUNDS = {"crop_size": (64, 1024), "texture_size": (8, 4096), "texture_channels": (1, 64),
+                 "texture_levels": (1, 8)}
+MAX_CHANNELS, MAX_LEVELS = 1024, 8
+MAX_FILE_BYTES = 4 << 30
+
+
+def _header(path: Path, what: str) -> tuple[dict[str, str], dict[str, tuple]]:
+    """(metadata, tensor shapes) from the safetensors header alone (no tensor is read)."""
     from safetensors import safe_open
-    from safetensors.torch import load_file
-    if not path.is_file():
-        raise AvatarError(f"{what} {path} does not exist; train the renderer first (train-person)")
     try:
-        tensors = load_file(str(path))
         with safe_open(str(path), "pt") as f:
             meta = f.metadata() or {}
+            shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
     except Exception as e:
         raise AvatarError(f"{what} {path} is damaged or not a safetensors file ({e}); "
                           "delete it and train again") from None
+    return meta, shapes
+
+
+def check_config_bounds(config: RendererConfig, path: Path, what: str) -> None:
+    for name, (lo, hi) in CONFIG_BOUNDS.items():
+        value = getattr(config, name)
+        if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+            raise AvatarError(f"{what} {path}: renderer config {name}={value!r} is out of range "
+                              f"({lo} to {hi}); the file is damaged or not ours: train again")
+    if not 1 <= len(config.channels) <= MAX_LEVELS or \
+            any(isinstance(c, bool) or not 1 <= c <= MAX_CHANNELS for c in config.channels):
+        raise AvatarError(f"{what} {path}: renderer config channels {list(config.channels)} out of "
+                          f"range (1 to {MAX_LEVELS} levels of 1 to {MAX_CHANNELS}); train again")
+    if config.crop_size % 64:
+        raise AvatarError(f"{what} {path}: renderer crop_size {config.crop_size} is not a multiple "
+                          "of 64; train again")
+
+
+def expected_shapes(config: RendererConfig) -> dict[str, tuple]:
+    """Parameter shapes of a renderer with `config`, built on the meta device (no memory)."""
+    with torch.device("meta"):
+        model = DeferredRenderer(config)
+    return {k: tuple(v.shape) for k, v in model.state_dict().items()}
+
+
+def _check_shapes(config: RendererConfig, shapes: dict[str, tuple], path: Path, what: str,
+                  prefix: str = "") -> None:
+    want = expected_shapes(config)
+    got = {k[len(prefix):]: v for k, v in shapes.items() if k.startswith(prefix)}
+    bad = sorted(k for k in want if got.get(k) != want[k])
+    if bad:
+        raise AvatarError(f"{what} {path}: tensor '{bad[0]}' has shape {got.get(bad[0])}, its "
+                          f"config needs {want[bad[0]]}; the file is damaged: train again")
+
+
+def _load(path: Path, what: str, fmt: str) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    from safetensors.torch import load_file
+    if not path.is_file():
+        raise AvatarError(f"{what} {path} does not exist; train the renderer first (train-person)")
+    if path.stat().st_size > MAX_FILE_BYTES:
+        raise AvatarError(f"{what} {path} is larger than {MAX_FILE_BYTES >> 30} GiB; it is not a "
+                          "renderer file of this toolkit")
+    meta, shapes = _header(path, what)
     if meta.get("format") != fmt:
         raise AvatarError(f"{what} {path} has format {meta.get('format')!r}, expected {fmt!r}; "
                           "it is from another version: train again")
+    config = _config_from(meta, path, what)
+    check_config_bounds(config, path, what)
+    _check_shapes(config, shapes, path, what, "model." if fmt == CHECKPOINT_FORMAT else "")
+    try:
+        tensors = load_file(str(path))
+    except Exception as e:
+        raise AvatarError(f"{what} {path} is damaged or not a safetensors file ({e}); "
+                          "delete it and train again") from None
     if meta.get("sha256") != tensors_digest(tensors):
         raise AvatarError(f"{what} {path} fails its checksum (the file was changed or damaged); "
                           "delete it and train again")
@@ -60,9 +116,10 @@ def _load(path: Path, what: str, fmt: str) -> tuple[dict[str, torch.Tensor], dic
 
 
 def _config_from(meta: dict, path: Path, what: str) -> RendererConfig:
+    from avatar.io.files import parse_json
     try:
-        return RendererConfig.from_dict(json.loads(meta["config"]))
-    except (KeyError, ValueError, TypeError) as e:
+        return RendererConfig.from_dict(parse_json(meta["config"], f"{what} {path} config", 8))
+    except (KeyError, ValueError, TypeError, OverflowError, AvatarError) as e:
         raise AvatarError(f"{what} {path} has no readable renderer config ({e}); train again") from None
 
 

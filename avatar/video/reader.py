@@ -36,6 +36,7 @@ class VideoReader:
     def __init__(self, path: str | Path, max_side: int | None = None, start_frame: int = 0,
                  max_frames: int | None = None):
         self.path = Path(path)
+        self.max_side = max_side
         info = probe_video(self.path)
         w, h = scaled_size(info.width, info.height, max_side)
         self.info: VideoInfo = replace(info, width=w, height=h)

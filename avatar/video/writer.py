@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 
 from avatar.errors import AvatarError
-from avatar.io.files import atomic_output
+from avatar.io.files import atomic_output, temp_prefix
 from avatar.types import Speech
 from avatar.video.probe import ffmpeg_exe
 
@@ -212,7 +212,7 @@ class VideoWriter:
 @contextlib.contextmanager
 def _temp_wav(folder: Path):
     folder.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=".audio.", suffix=".wav", dir=folder)
+    fd, name = tempfile.mkstemp(prefix=temp_prefix("audio"), suffix=".wav", dir=folder)
     os.close(fd)
     try:
         yield Path(name)

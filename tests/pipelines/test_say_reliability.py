@@ -109,7 +109,7 @@ def test_person_name_with_dots(capsys, tmp_path, models):
 
 
 @pytest.mark.parametrize("name,damage,expected", [
-    ("renderer.safetensors", "flip", "fails its checksum"),
+    ("renderer.safetensors", "flip", "does not match the sha256 in person.json"),
     ("face_model.safetensors", "flip", "does not match the sha256 in person.json"),
     ("face_model.safetensors", "truncate", "does not match the sha256 in person.json"),
     ("track.safetensors", "truncate", "does not match the sha256 in person.json"),

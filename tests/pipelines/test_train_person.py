@@ -10,7 +10,11 @@ from tests.conftest import astronaut_face_frames, write_video
 
 
 def train(tmp_path, *extra):
-    return cli.main(["train-person", "--persons-dir", str(tmp_path / "persons"), "--no-render", *extra])
+    return cli.main(["train-person", "--persons-dir", str(tmp_path / "persons"), "--no-render",
+                     "--consent", CONSENT, *extra])
+
+
+CONSENT = "the astronaut photo of scikit-image (public domain); test only"
 
 
 def test_train_person_writes_a_complete_tracked_folder(tmp_path, face_video, capsys, monkeypatch):
@@ -66,7 +70,8 @@ def test_not_a_video(tmp_path, capsys):
 def test_train_person_with_renderer_then_say(tmp_path, face_video):
     persons = tmp_path / "persons"
     code = cli.main(["train-person", "--persons-dir", str(persons), "--runs-dir", str(tmp_path / "runs"),
-                     "--video", str(face_video), "--name", "astro", "--steps", "2", "--device", "cpu"])
+                     "--video", str(face_video), "--name", "astro", "--steps", "2", "--device", "cpu",
+                     "--consent", CONSENT])
     assert code == 0
     folder = persons / "astro"
     config = json.loads((folder / "person.json").read_text())
@@ -83,3 +88,5 @@ def test_train_person_with_renderer_then_say(tmp_path, face_video):
     from avatar.video.check import check_media
     media = check_media(out)
     assert media.n_frames == 10 and abs(media.audio_s - 1.0) < 0.05 and not media.errors
+    sidecar = json.loads(out.with_suffix(".json").read_text())
+    assert sidecar["person"]["consent"]["statement"] == CONSENT      # repeated in every side-car

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 
-from avatar.io.files import read_json, sha256_file, write_json
 from avatar.render.synthetic import make_synthetic_person
 from avatar.types import N_BLENDSHAPES
 
@@ -27,13 +26,16 @@ def save_tiny_renderer(path: Path) -> None:
     save_weights(path, DeferredRenderer(config))
 
 
+CONSENT = "synthetic test person (no real person is shown)"
+
+
 def make_tiny_person(folder: Path) -> Path:
+    from avatar.io import person as person_io
     make_synthetic_person(folder, n_frames=N_FRAMES, size=SIZE, fps=FPS, width=WIDTH)
-    save_tiny_renderer(folder / "renderer.safetensors")
-    info = read_json(folder / "person.json", "person.json")
-    info["files"] = {f: sha256_file(folder / f)           # as train-person records them
-                     for f in ("face_model.safetensors", "track.safetensors", "target.mp4")}
-    write_json(folder / "person.json", info)
+    save_tiny_renderer(folder / person_io.RENDERER)
+    config = person_io.read_config(folder)
+    config["consent"] = person_io.consent_record(CONSENT)
+    person_io.finalize(folder, config)                   # hashes + status, as train-person does
     return folder
 
 
