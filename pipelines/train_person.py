@@ -74,6 +74,14 @@ def run(args: argparse.Namespace) -> int:
     infos = check_videos(videos)
     from avatar.io.output import check_writable_folder
     check_writable_folder(root)
+    if not args.consent and not (root / name / person_io.CONFIG).is_file() and \
+            not person_io.staging_dir(root / name).exists():
+        person_io.consent_record("")                 # a new person needs --consent: fail now
+    with person_io.building(root, name):
+        return _run_locked(args, name, root, videos, infos)
+
+
+def _run_locked(args, name: str, root: Path, videos, infos) -> int:
     final, staging = root / name, person_io.staging_dir(root / name)
     person_io.clean_trash(root)
     inputs = [{"name": v.name, "sha256": sha256_file(v), "fps": i.fps, "duration_s": i.duration_s,

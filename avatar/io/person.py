@@ -344,6 +344,24 @@ def staging_dir(final: str | os.PathLike) -> Path:
     return final.parent / f"{STAGING_PREFIX}{final.name}"
 
 
+@contextlib.contextmanager
+def building(root: str | os.PathLike, name: str):
+    """Hold the lock of person `name` under `root` while it is built (one builder at a time)."""
+    import fcntl
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    fd = os.open(root / f".{name}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise AvatarError(f"another train-person is building person '{name}' in {root}; wait "
+                              "for it to finish") from None
+        yield
+    finally:
+        os.close(fd)
+
+
 def clean_trash(root: str | os.PathLike) -> None:
     """Remove old persons a killed swap left in the trash, and stale temp files."""
     root = Path(root)

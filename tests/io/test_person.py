@@ -109,7 +109,7 @@ def test_killed_renderer_training_keeps_old_person_and_rerun_completes(tmp_path,
     assert cli.main([*base, "--video", str(other), "--force", "--steps", "2"]) == 0
     folder, config, _ = person_io.load_complete(str(persons / "p"))
     assert config["inputs"][0]["name"] == "other.mp4" and config["consent"]["statement"] == CONSENT
-    assert sorted(p.name for p in persons.iterdir()) == ["p"]
+    assert sorted(p.name for p in persons.iterdir() if p.suffix != ".lock") == ["p"]
 
 
 def test_consent_is_required_and_repeated_in_side_cars(tmp_path, face_video, capsys):
