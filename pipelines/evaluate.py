@@ -2,11 +2,19 @@
 
     python cli.py evaluate --person demo --video clip.mp4 [--drive tracked|audio] [--json out.json]
 
-The clip is tracked (cached) and aligned with the person's face model; its last 15 % of frames
-(or all with --all-frames) are re-rendered into the clip's own frames, driven by the clip's own
-tracked expressions (or, with --drive audio, by expressions predicted from its audio). Reported on
-the 256x256 face crop: PSNR, SSIM, and the mouth landmark distance (LMD: MediaPipe lip landmarks
-of rendered vs real crop, pixels). Also writes a side-by-side video (real | rendered).
+The clip is tracked (cached) and aligned with the person's face model, then re-rendered into its
+own frames, driven by its own tracked expressions (or, with --drive audio, by expressions
+predicted from its audio). Which frames count:
+- the person's own target video: its held-out last 15 % (never trained on); --all-frames for all;
+- one of the clips the person was fitted on: refused (its frames were trained on; evaluate the
+  held-out part through the target video instead);
+- any other clip: all its frames.
+Reported on the 256x256 face crop: PSNR, SSIM, and the mouth landmark distance (LMD: MediaPipe
+lip landmarks of rendered vs real crop, pixels); on the mouth box (the real frame's tracked lips,
+grown 35 %) at the frame's own resolution: mouth PSNR, detail ratio (variance of the Laplacian,
+rendered / real), high-frequency ratio (spectral energy above 1/4 Nyquist, rendered / real) and
+flicker ratio (mean frame-to-frame change, rendered / real). Results go to --json and the run
+folder (with a side-by-side video, real | rendered); the person folder is only read.
 """
 from __future__ import annotations
 
@@ -19,7 +27,6 @@ import numpy as np
 
 from avatar.errors import AvatarError
 
-HOLDOUT_FRACTION = 0.15
 EVAL_CROP = 256
 
 
@@ -29,10 +36,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--drive", default="tracked", choices=("tracked", "audio"),
                    help="expressions from the clip's tracking (default) or from its audio")
     p.add_argument("--json", help="write the metrics to this JSON file")
-    p.add_argument("--out", help="side-by-side video path (default runs/evaluate-<person>-<clip>/)")
+    p.add_argument("--out", help="side-by-side video path (default: the run folder "
+                   "<AVATAR_HOME>/runs/evaluate-<person>-<clip>-<drive>/)")
     p.add_argument("--weights", help="renderer weights to test instead of the person's "
                    "(e.g. an ablation run's)")
-    p.add_argument("--all-frames", action="store_true", help="evaluate every frame, not the last 15 %%")
+    p.add_argument("--all-frames", action="store_true",
+                   help="on the person's own target video: every frame, not only the held-out last 15 %%")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--batch", type=int, default=8, help="frames rendered together")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -40,7 +49,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args) -> int:
     from avatar.io.files import write_json
-    from avatar.io.person import REPO_ROOT, person_dir
+    from avatar.io.person import person_dir, runs_root
     from avatar.video.probe import check_input_file
 
     folder = person_dir(args.person)
@@ -48,7 +57,7 @@ def run(args) -> int:
     if args.batch < 1:
         raise AvatarError("--batch must be at least 1")
     out = Path(args.out) if args.out else (
-        REPO_ROOT / "runs" / f"evaluate-{folder.name}-{video.stem}-{args.drive}" / "side_by_side.mp4")
+        runs_root() / f"evaluate-{folder.name}-{video.stem}-{args.drive}" / "side_by_side.mp4")
     metrics = evaluate_clip(folder, video, drive=args.drive, out_video=out, weights=args.weights,
                             all_frames=args.all_frames, device=args.device, batch=args.batch,
                             progress=not args.quiet)
@@ -56,19 +65,25 @@ def run(args) -> int:
     if args.json:
         write_json(args.json, metrics)
     write_json(out.with_name("metrics.json"), metrics)
-    if not args.weights:
-        record_in_person(folder, metrics)
     return 0
 
 
-def record_in_person(folder: Path, metrics: dict) -> None:
-    """Keep the summary in person.json under metrics.evaluate.<clip>:<drive>."""
-    from avatar.io.files import read_json, write_json
-    config = read_json(folder / "person.json", "person config")
-    summary = {k: metrics[k] for k in ("psnr", "ssim", "lmd_px", "n_frames", "frames", "crop")}
-    key = f"{Path(metrics['video']).name}:{metrics['drive']}"
-    config.setdefault("metrics", {}).setdefault("evaluate", {})[key] = summary
-    write_json(folder / "person.json", config)
+def first_frame(folder: Path, video: Path, n: int, all_frames: bool) -> tuple[int, str]:
+    """(first evaluated frame, what the clip is to this person): the target video's held-out
+    part, or all frames of a clip the person was not fitted on; a fitting clip is refused."""
+    from avatar.io.files import sha256_file
+    from avatar.io.person import read_config
+    from avatar.render.data import holdout_start
+    config = read_config(folder)
+    digest = sha256_file(video)
+    if digest == sha256_file(folder / "target.mp4"):
+        return (0, "target video, all frames") if all_frames else (
+            holdout_start(n, config), "target video, held-out frames")
+    if any(isinstance(i, dict) and i.get("sha256") == digest for i in config.get("inputs", [])):
+        raise AvatarError(f"{video.name} is one of the clips {folder.name} was fitted on, so its "
+                          f"frames were trained on; evaluate the held-out frames with --video "
+                          f"{folder / 'target.mp4'}, or give a clip that was not used")
+    return 0, "clip not trained on, all frames"
 
 
 def load_drive(video: Path, drive: str, track, model):
@@ -107,11 +122,11 @@ def evaluate_clip(folder: Path, video: Path, *, drive: str = "tracked", out_vide
     track = track_video(video, max_side=DEFAULT_MAX_SIDE, progress=progress)
     poses, expressions = load_drive(video, drive, track, model)
     n = len(track)
-    start = 0 if all_frames else n - max(1, int(round(n * HOLDOUT_FRACTION)))
+    start, role = first_frame(folder, video, n, all_frames)
     meshes = driven_meshes(model, poses, expressions)
     t0 = time.perf_counter()
     result = _render_and_measure(renderer, video, track, meshes, start, out_video, batch, progress)
-    result.update(person=folder.name, video=str(video), drive=drive, frames=[start, n],
+    result.update(person=folder.name, video=str(video), drive=drive, frames=[start, n], role=role,
                   renderer=str(weights or folder / "renderer.safetensors"), crop=EVAL_CROP,
                   seconds=round(time.perf_counter() - t0, 1),
                   side_by_side=str(out_video) if out_video else None)
@@ -128,7 +143,8 @@ def _render_and_measure(renderer, video, track, meshes, start, out_video, batch,
     # repeats the first selected frame on some clips (seen on obama_bookshelf_c.mp4)
     reader = VideoReader(video, max_side=max(track.frame_size), max_frames=len(track))
     lips = LipLandmarks()
-    scores: dict[str, list] = {"psnr": [], "ssim": [], "lmd": []}
+    from avatar.render.metrics import MouthScores
+    scores: dict = {"psnr": [], "ssim": [], "lmd": [], "mouth": MouthScores()}
     writer = _side_by_side_writer(out_video, track) if out_video else None
     bar = tqdm(total=len(track) - start, desc="evaluating", unit="frame", disable=not progress,
                file=sys.stderr)
@@ -156,14 +172,17 @@ def _render_and_measure(renderer, video, track, meshes, start, out_video, batch,
 
 
 def _flush(renderer, frames, meshes, track, t, scores, lips, writer) -> None:
+    from avatar.face.mesh import LIPS
     from avatar.render.compose import crop_band
-    from avatar.render.metrics import lip_distance, psnr, ssim
+    from avatar.render.metrics import lip_distance, mouth_box, psnr, ssim
 
     frames = np.stack(frames)
     k = len(frames)
     boxes = track.crop_boxes[t:t + k]
     rendered = renderer.render(meshes[t:t + k], frames, boxes)
-    for real_frame, out_frame, box in zip(frames, rendered, boxes):
+    for j, (real_frame, out_frame, box) in enumerate(zip(frames, rendered, boxes)):
+        tracked_lips = track.landmarks[t + j][list(LIPS), :2]
+        scores["mouth"].add(out_frame, real_frame, mouth_box(tracked_lips, real_frame.shape))
         real = crop_band(real_frame, box, EVAL_CROP, 0)
         out = crop_band(out_frame, box, EVAL_CROP, 0)
         scores["psnr"].append(psnr(out, real))
@@ -197,7 +216,7 @@ def summarize(scores: dict) -> dict:
     lmd = [v for v in scores["lmd"] if v is not None]
     return {"psnr": float(np.mean(scores["psnr"])), "ssim": float(np.mean(scores["ssim"])),
             "lmd_px": float(np.mean(lmd)) if lmd else None, "lmd_frames": len(lmd),
-            "n_frames": len(scores["psnr"]),
+            "n_frames": len(scores["psnr"]), **scores["mouth"].summary(),
             "psnr_per_frame": [round(v, 3) for v in scores["psnr"]]}
 
 
@@ -206,5 +225,13 @@ def print_summary(m: dict) -> None:
     print(f"{m['person']} on {Path(m['video']).name} [{m['drive']}], frames {m['frames'][0]}-"
           f"{m['frames'][1]} ({m['n_frames']}): PSNR {m['psnr']:.2f} dB, SSIM {m['ssim']:.4f}, "
           f"LMD {lmd} at {m['crop']}x{m['crop']}")
+    if m.get("mouth_frames"):
+        print(f"mouth box at frame resolution: PSNR {m['mouth_psnr']:.2f} dB, detail ratio "
+              f"{m['mouth_detail_ratio']:.2f}, high-frequency ratio {m['mouth_hf_ratio']:.2f}, "
+              f"flicker ratio {_fmt(m['mouth_flicker_ratio'])} ({m['role']})")
     if m.get("side_by_side"):
         print(f"side-by-side video: {m['side_by_side']}")
+
+
+def _fmt(v) -> str:
+    return "n/a" if v is None else f"{v:.2f}"

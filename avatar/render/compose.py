@@ -44,25 +44,44 @@ def band_matrix(box, size: int, top: int) -> np.ndarray:
 
 def crop_band(frame: np.ndarray, box, size: int, top: int) -> np.ndarray:
     """Rows top..size of the size x size crop of `box` (edges replicated outside the frame)."""
-    m = band_matrix(box, size, top)
-    flags = cv2.INTER_AREA if m[0, 0] < 1 else cv2.INTER_LINEAR
-    return cv2.warpAffine(frame, m, (size, size - top), flags=flags, borderMode=cv2.BORDER_REPLICATE)
+    x0, y0, x1, _ = [float(v) for v in box]
+    s = size / (x1 - x0)
+    return crop_window(frame, (x0, y0 + top / s), s, (size - top, size))
+
+
+def crop_window(frame: np.ndarray, origin, scale: float, shape: tuple[int, int]) -> np.ndarray:
+    """The window of `shape` (rows, cols) whose pixel (0, 0) corner sits at `origin` (frame
+    pixels), at `scale` window pixels per frame pixel; edges replicated outside the frame.
+    At scale 1 and a whole-pixel origin this is an exact copy of the frame's pixels."""
+    x0, y0 = float(origin[0]), float(origin[1])
+    m = np.array([[scale, 0, -x0 * scale], [0, scale, -y0 * scale]], np.float32)
+    flags = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+    return cv2.warpAffine(frame, m, (shape[1], shape[0]), flags=flags, borderMode=cv2.BORDER_REPLICATE)
 
 
 def paste_band(frame: np.ndarray, band: np.ndarray, alpha: np.ndarray, box, size: int,
                top: int) -> np.ndarray:
     """Blend band [h, size, 3] float 0..255 into a copy of frame with alpha [h, size] in [0, 1]."""
     x0, y0, x1, _ = [float(v) for v in box]
-    s = (x1 - x0) / size
+    s = size / (x1 - x0)
+    return paste_window(frame, band, alpha, (x0, y0 + top / s), s)
+
+
+def paste_window(frame: np.ndarray, rgb: np.ndarray, alpha: np.ndarray, origin, scale: float) -> np.ndarray:
+    """Blend a window (as cut by `crop_window`) of float 0..255 RGB [h, w, 3] into a copy of
+    frame with alpha [h, w] in [0, 1]."""
+    x0, y0 = float(origin[0]), float(origin[1])
+    s = 1.0 / scale                               # frame pixels per window pixel
+    h, w = alpha.shape
     fh, fw = frame.shape[:2]
-    rx0, ry0 = max(int(np.floor(x0)), 0), max(int(np.floor(y0 + top * s)), 0)
-    rx1, ry1 = min(int(np.ceil(x1)) + 1, fw), min(int(np.ceil(y0 + size * s)) + 1, fh)
+    rx0, ry0 = max(int(np.floor(x0)), 0), max(int(np.floor(y0)), 0)
+    rx1, ry1 = min(int(np.ceil(x0 + w * s)) + 1, fw), min(int(np.ceil(y0 + h * s)) + 1, fh)
     out = frame.copy()
     if rx1 <= rx0 or ry1 <= ry0:
         return out
-    m = np.array([[s, 0, x0 - rx0], [0, s, y0 + top * s - ry0]], np.float32)  # band -> ROI
+    m = np.array([[s, 0, x0 - rx0], [0, s, y0 - ry0]], np.float32)  # window -> ROI
     size_roi = (rx1 - rx0, ry1 - ry0)
-    rgba = np.concatenate([band * alpha[..., None], alpha[..., None]], 2).astype(np.float32)
+    rgba = np.concatenate([rgb * alpha[..., None], alpha[..., None]], 2).astype(np.float32)
     warped = cv2.warpAffine(rgba, m, size_roi, flags=cv2.INTER_LINEAR,
                             borderMode=cv2.BORDER_CONSTANT, borderValue=0)
     a = warped[..., 3:4]
@@ -134,3 +153,47 @@ def mouth_mask(vertices_band: torch.Tensor, h: int, w: int, grow: float = 0.25) 
     inx = (xs[None] >= lo[:, 0:1]) & (xs[None] <= hi[:, 0:1])
     iny = (ys[None] >= lo[:, 1:2]) & (ys[None] <= hi[:, 1:2])
     return (iny[:, :, None] & inx[:, None, :]).float()[:, None]
+
+
+# --- the lips window of the second stage (frame resolution) ----------------------------------
+
+def lips_centres(meshes_frame: np.ndarray) -> np.ndarray:
+    """[T, 2] centre of the outer lip landmarks, frame pixels."""
+    return np.asarray(meshes_frame, np.float32)[:, list(LIPS_OUTER), :2].mean(1)
+
+
+def mouth_origins(meshes_frame: np.ndarray, shape: tuple[int, int], scale: float) -> np.ndarray:
+    """[T, 2] frame-pixel corners of the lips windows, rounded to whole pixels at scale 1 so the
+    window is cut and pasted without resampling."""
+    h, w = shape
+    corner = lips_centres(meshes_frame) - np.array([w, h], np.float32) / (2 * scale)
+    return np.round(corner) if scale == 1 else corner
+
+
+def to_window_pixels(meshes_frame: np.ndarray, origins: np.ndarray, scale: float) -> np.ndarray:
+    """[T, V, 3] frame pixels -> window pixels (z scaled alike, smaller z nearer)."""
+    origins = np.asarray(origins, np.float32)
+    side = np.float32(1.0 / scale)
+    boxes = np.concatenate([origins, origins + side], 1)
+    return to_crop_pixels(meshes_frame, boxes, 1)
+
+
+def mouth_alpha(vertices_window: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """[B, 1, h, w] compositing weight of the second stage: 1 on the lips' box grown by a fifth
+    of the lips' width on every side, feathered over a sixteenth of the window width, and 0 at
+    the window's border."""
+    lips = vertices_window[:, list(LIPS_OUTER), :2]
+    lo, hi = lips.amin(1), lips.amax(1)
+    pad = 0.2 * (hi[:, :1] - lo[:, :1])
+    feather = max(2, w // 16)
+    xs = torch.arange(w, device=lips.device, dtype=lips.dtype) + 0.5
+    ys = torch.arange(h, device=lips.device, dtype=lips.dtype) + 0.5
+
+    def ramp(coord, a, b, size):
+        inside = torch.minimum(coord[None] - (a - pad), (b + pad) - coord[None]) / feather
+        edge = torch.minimum(coord, size - coord)[None] / feather - 1     # 0 at the border
+        return torch.clamp(torch.minimum(inside + 1, edge), 0, 1)
+
+    ax = ramp(xs, lo[:, 0:1], hi[:, 0:1], w)
+    ay = ramp(ys, lo[:, 1:2], hi[:, 1:2], h)
+    return (ay[:, :, None] * ax[:, None, :])[:, None]

@@ -26,6 +26,13 @@ class RendererConfig:
     channels: tuple[int, ...] = (32, 48, 64, 96)
     uv_only: bool = False          # ablation: the U-Net sees raw UVs instead of texture features
     mouth_patch: bool = True       # close the lip hole with its own texture region
+    # second stage: the lips re-rendered at the frame's own resolution (0 x 0: no such stage)
+    mouth_window: tuple[int, int] = (0, 0)       # (height, width) of the window, window pixels
+    mouth_scale: float = 1.0                     # window pixels per frame pixel (1: no resampling)
+    mouth_channels: tuple[int, ...] = (24, 32, 48, 64)
+    mouth_texture_size: int = 512                # the second stage's own texture (0: none)
+    mouth_texture_channels: int = 8
+    teeth: bool = True                           # rigid teeth arches in the second stage
 
     @property
     def band_top(self) -> int:
@@ -39,16 +46,27 @@ class RendererConfig:
     def feature_channels(self) -> int:
         return 2 if self.uv_only else self.texture_channels
 
+    @property
+    def has_mouth_stage(self) -> bool:
+        return min(self.mouth_window) > 0
+
     def to_dict(self) -> dict:
         d = asdict(self)
-        d["channels"] = list(self.channels)
+        for key in _TUPLES:
+            d[key] = list(d[key])
         return d
 
     @staticmethod
     def from_dict(d: dict) -> "RendererConfig":
-        d = dict(d)
-        d["channels"] = tuple(int(c) for c in d.get("channels", (32, 48, 64, 96)))
-        return RendererConfig(**{k: v for k, v in d.items() if k in RendererConfig.__dataclass_fields__})
+        fields = RendererConfig.__dataclass_fields__
+        d = {k: v for k, v in dict(d).items() if k in fields}
+        for key in _TUPLES:
+            if key in d:
+                d[key] = tuple(int(c) for c in d[key])
+        return RendererConfig(**d)
+
+
+_TUPLES = ("channels", "mouth_window", "mouth_channels")
 
 
 class NeuralTexture(nn.Module):
@@ -126,6 +144,29 @@ class UNet(nn.Module):
         return F.pixel_shuffle(self.head(x), 2)
 
 
+class MouthNet(nn.Module):
+    """Second stage at the frame's own resolution: refines the lips window of the composited
+    frame. Sees that window (RGB in [-1, 1]), the first stage's texture features and its own
+    finer texture, both sampled with UVs rasterized at window resolution, the raw UVs and the
+    raster mask; returns the window's RGB (input + a residual)."""
+
+    def __init__(self, config: RendererConfig):
+        super().__init__()
+        own = config.mouth_texture_channels if config.mouth_texture_size else 0
+        self.texture = NeuralTexture(config.mouth_texture_size, own, 3) if own else None
+        self.unet = UNet(3 + config.feature_channels + own + 2 + 1, config.mouth_channels)
+        nn.init.zeros_(self.unet.head.weight)     # starts as the identity: output = input
+        nn.init.zeros_(self.unet.head.bias)
+
+    def forward(self, rgb: torch.Tensor, feats: torch.Tensor, uv: torch.Tensor,
+                raster_mask: torch.Tensor) -> torch.Tensor:
+        m = raster_mask[:, None].to(rgb.dtype)
+        parts = [rgb, feats, uv.permute(0, 3, 1, 2) * m, m]
+        if self.texture is not None:
+            parts.insert(2, self.texture(uv, raster_mask))
+        return rgb + self.unet(torch.cat(parts, 1))
+
+
 class DeferredRenderer(nn.Module):
     """texture features + raster mask + masked target band -> RGB band in [-1, 1]-ish."""
 
@@ -135,6 +176,7 @@ class DeferredRenderer(nn.Module):
         self.texture = None if config.uv_only else NeuralTexture(
             config.texture_size, config.texture_channels, config.texture_levels)
         self.unet = UNet(config.feature_channels + 1 + 3 + 1, config.channels)
+        self.mouth = MouthNet(config) if config.has_mouth_stage else None
 
     def features(self, uv: torch.Tensor, raster_mask: torch.Tensor) -> torch.Tensor:
         m = raster_mask[:, None].to(uv.dtype)

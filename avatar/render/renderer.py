@@ -14,11 +14,13 @@ import numpy as np
 import torch
 
 from avatar.errors import AvatarError
-from avatar.face.mesh import canonical_mesh
-from avatar.render.compose import band_masks, crop_band, paste_band, to_crop_pixels
+from avatar.face.mesh import LIPS_OUTER, canonical_mesh
+from avatar.render.compose import (band_masks, crop_band, crop_window, mouth_alpha, mouth_origins,
+                                   paste_band, paste_window, to_crop_pixels, to_window_pixels)
 from avatar.render.model import DeferredRenderer
-from avatar.render.mouth import with_mouth_patch, patch_vertices
+from avatar.render.mouth import N_RING, patch_vertices, with_mouth_patch
 from avatar.render.raster import rasterize
+from avatar.render.teeth import with_teeth
 
 
 def pick_device(device: str = "auto") -> torch.device:
@@ -69,6 +71,41 @@ def render_band(model: DeferredRenderer, vertices_crop: torch.Tensor, band: torc
     return BandResult(output, net, alpha, mouth, frags.mask)
 
 
+@dataclass(frozen=True)
+class MouthResult:
+    output: torch.Tensor     # [B, 3, h, w] composited lips window in [0, 1]
+    network: torch.Tensor    # [B, 3, h, w] the second stage's output in [0, 1]
+    alpha: torch.Tensor      # [B, 1, h, w]
+    raster_mask: torch.Tensor  # [B, h, w]
+
+
+def mouth_geometry(model: DeferredRenderer, vertices_window: torch.Tensor, h: int, w: int):
+    """Texture features [B, C, h, w], UVs [B, h, w, 2] and raster mask [B, h, w] of the lips
+    window (what the second stage sees besides the frame)."""
+    cfg = model.config
+    faces, uvs = mesh_topology(cfg.mouth_patch)
+    verts = patch_vertices(vertices_window) if cfg.mouth_patch else vertices_window
+    if cfg.teeth and cfg.mouth_patch:
+        lips = vertices_window[:, list(LIPS_OUTER), 0]
+        push = float((lips.amax(1) - lips.amin(1)).median())     # well behind the teeth
+        verts, faces, uvs = with_teeth(verts, faces, uvs, faces[-N_RING:], push)
+    frags = rasterize(verts, torch.as_tensor(faces, device=verts.device),
+                      torch.as_tensor(uvs, device=verts.device), (h, w))
+    return model.features(frags.uv, frags.mask), frags.uv, frags.mask
+
+
+def render_mouth(model: DeferredRenderer, vertices_window: torch.Tensor, window: torch.Tensor,
+                 geometry: tuple | None = None) -> MouthResult:
+    """Second stage: vertices_window [B, 468, 3] window pixels, window [B, 3, h, w] in [0, 1]
+    (the frame after the first stage, at frame resolution) -> refined lips window.
+    `geometry`: mouth_geometry's result when it is already at hand (training caches it)."""
+    h, w = window.shape[2], window.shape[3]
+    feats, uv, mask = geometry if geometry is not None else mouth_geometry(model, vertices_window, h, w)
+    net = (model.mouth(window * 2 - 1, feats.to(window.dtype), uv.to(window.dtype), mask) + 1) / 2
+    alpha = mouth_alpha(vertices_window, h, w)
+    return MouthResult(window * (1 - alpha) + net * alpha, net, alpha, mask)
+
+
 class FaceRenderer:
     """A trained person renderer. `render` re-renders the lower face of full frames."""
 
@@ -92,6 +129,12 @@ class FaceRenderer:
     def render(self, meshes_frame_px: np.ndarray, frames: np.ndarray,
                crop_boxes: np.ndarray) -> np.ndarray:
         """meshes [B, 468, 3] frame pixels, frames [B, H, W, 3] uint8, boxes [B, 4] -> frames."""
+        out = self.first_stage(meshes_frame_px, frames, crop_boxes)
+        return self.refine_mouth(meshes_frame_px, out) if self.model.mouth is not None else out
+
+    def first_stage(self, meshes_frame_px: np.ndarray, frames: np.ndarray,
+                    crop_boxes: np.ndarray) -> np.ndarray:
+        """The lower face re-rendered on the crop band and pasted (no lips window stage)."""
         meshes_frame_px, frames, crop_boxes = _check_inputs(meshes_frame_px, frames, crop_boxes)
         size, top = self.config.crop_size, self.config.band_top
         bands = np.stack([crop_band(f, b, size, top) for f, b in zip(frames, crop_boxes)])
@@ -103,6 +146,21 @@ class FaceRenderer:
             alpha = res.alpha[:, 0].cpu().numpy()
         return np.stack([paste_band(f, n, a, b, size, top)
                          for f, n, a, b in zip(frames, net, alpha, crop_boxes)])
+
+    def refine_mouth(self, meshes_frame_px: np.ndarray, frames: np.ndarray) -> np.ndarray:
+        """The second stage: lips windows cut at frame resolution, refined, pasted back."""
+        meshes_frame_px = np.asarray(meshes_frame_px, np.float32)
+        shape, scale = self.config.mouth_window, self.config.mouth_scale
+        origins = mouth_origins(meshes_frame_px, shape, scale)
+        windows = np.stack([crop_window(f, o, scale, shape) for f, o in zip(frames, origins)])
+        verts = to_window_pixels(meshes_frame_px, origins, scale)
+        with torch.inference_mode():
+            win_t = torch.from_numpy(windows).to(self.device).permute(0, 3, 1, 2).float() / 255
+            res = render_mouth(self.model, torch.from_numpy(verts).to(self.device), win_t)
+            net = (res.network.clamp(0, 1) * 255).permute(0, 2, 3, 1).cpu().numpy()
+            alpha = res.alpha[:, 0].cpu().numpy()
+        return np.stack([paste_window(f, n, a, o, scale)
+                         for f, n, a, o in zip(frames, net, alpha, origins)])
 
 
 def _check_inputs(meshes, frames, boxes):

@@ -30,6 +30,7 @@ from avatar.render.store import load_checkpoint, save_checkpoint, save_weights
 MOUTH_WEIGHT = 4.0       # extra L1 weight inside the lips box
 SSIM_WEIGHT = 0.5
 TEXTURE_LR, NET_LR = 5e-3, 1e-3
+MOUTH_STAGE_STEPS = 1500  # the lips window at frame resolution (second stage)
 
 
 def ssim_torch(a: torch.Tensor, b: torch.Tensor, r: int = 3) -> torch.Tensor:
@@ -97,13 +98,17 @@ def train_renderer(person_dir: Path, *, minutes: float, device: str = "auto", re
                    batch_size: int | None = None, checkpoint_every: int = 100,
                    threads: int | None = None, write_person: bool | None = None,
                    samples: RenderSamples | None = None, progress: bool = True,
-                   model_config: RendererConfig | None = None) -> dict:
+                   model_config: RendererConfig | None = None,
+                   mouth_stage_steps: int | None = None) -> dict:
     """Train (or continue) the renderer of a person; return held-out metrics.
 
     The last 15 % of the target video's frames (or person.json's holdout_start) are never trained
     on. Writes <person>/renderer.safetensors (fp16) and person.json "renderer"/"metrics" unless
     this is an ablation run (write_person defaults to True only for the full model).
     `model_config` sets texture/U-Net sizes (crop size and variant come from the arguments).
+    Then the second stage (the lips window at frame resolution, avatar/render/train_mouth.py)
+    trains for `mouth_stage_steps` on top of the frozen first stage (0: none; default
+    MOUTH_STAGE_STEPS, or `steps` when fewer), in run_dir/mouth.
     """
     person_dir = Path(person_dir)
     if crop_size % 128:
@@ -141,11 +146,25 @@ def train_renderer(person_dir: Path, *, minutes: float, device: str = "auto", re
     metrics = evaluate_holdout(model, samples, dev)
     metrics.update(step=state["step"], train_minutes=round(state["elapsed_s"] / 60, 2),
                    device=str(dev), variant=default_run_dir(person_dir, config).name.split("-")[-2])
+    if mouth_stage_steps is None:
+        mouth_stage_steps = min(MOUTH_STAGE_STEPS, steps or MOUTH_STAGE_STEPS)
+    if mouth_stage_steps > 0 and not ablation_uv_only:
+        model, metrics["mouth_stage"] = _second_stage(person_dir, model.cpu(), run_dir / "mouth",
+                                                      mouth_stage_steps, dev, progress)
     write_json(run_dir / "metrics.json", metrics)
     save_weights(run_dir / "renderer.safetensors", model.cpu(), {"metrics": metrics})
     if write_person if write_person is not None else (not ablation_uv_only and mouth_patch):
         _write_person(person_dir, model, run_config, metrics)
     return metrics
+
+
+def _second_stage(person_dir: Path, first: DeferredRenderer, run_dir: Path, steps: int, dev,
+                  progress: bool) -> tuple[DeferredRenderer, dict]:
+    from avatar.render.train_mouth import person_mouth_samples, train_mouth_stage, with_mouth_stage
+    samples = person_mouth_samples(person_dir, first, str(dev), progress=progress)
+    model = with_mouth_stage(first, samples.shape, samples.scale)
+    metrics = train_mouth_stage(model, samples, run_dir, steps=steps, device=dev, progress=progress)
+    return model.cpu().eval(), metrics
 
 
 def _loop(model, optimizer, samples, state, run_dir, dev, minutes, steps, batch_size,
