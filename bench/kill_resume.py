@@ -37,8 +37,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-DEFAULT_VIDEOS = [REPO.parent / "shared/data/person/obama/obama_bookshelf_a.mp4",
-                  REPO.parent / "shared/data/person/obama/obama_bookshelf_b.mp4"]
+DEFAULT_VIDEOS = [REPO.parent / f"shared/data/person/obama/obama_bookshelf_{c}.mp4" for c in "abc"]
 CONSENT = "public-domain footage (official White House video); kill/resume benchmark only"
 _BAR = re.compile(r"(tracking [^:]+|training renderer|[A-Za-z][\w ]*?):\s+\d+%\|[^|]*\|\s*(\d+)/(\d+)")
 _RESUME = re.compile(r"resuming \S+ at step (\d+)")
@@ -133,19 +132,25 @@ def train_args(videos, steps, minutes, max_side) -> list[str]:
 
 
 def reference_train(root: Path, args: list[str]) -> dict:
-    """One uninterrupted run, with the time tracking ended (the track appears in the cache)."""
+    """One uninterrupted run, with the times tracking started (its chunk folder appears in the
+    cache) and ended (the track appears)."""
     env = Env(root, "reference-train")
     t0 = time.time()
     proc = env.start(args, env.root / "log.txt")
-    tracked = None
+    started = tracked = None
+    tracks = env.cache / "tracks"
     while proc.poll() is None:
-        if tracked is None and any(p.suffix == ".safetensors" for p in (env.cache / "tracks").glob("*")):
+        if started is None and any(p.suffix == ".parts" for p in tracks.glob("*")):
+            started = time.time() - t0
+        if tracked is None and any(p.suffix == ".safetensors" for p in tracks.glob("*")):
             tracked = time.time() - t0
-        time.sleep(0.05)
+        time.sleep(0.02)
     total = time.time() - t0
     if proc.returncode != 0:
         raise SystemExit(f"reference train-person failed:\n{(env.root / 'log.txt').read_text()[-2000:]}")
-    return {"total_s": round(total, 2), "tracked_s": round(tracked or total / 3, 2)}
+    tracked = tracked or total / 3
+    return {"total_s": round(total, 2), "tracking_started_s": round(started or 1.0, 2),
+            "tracked_s": round(tracked, 2)}
 
 
 def trial_train(root: Path, i: int, args: list[str], kill_at: float, phase: str) -> dict:
@@ -219,8 +224,8 @@ def trial_say(root: Path, i: int, person_home: Path, args: list[str], kill_at: f
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--video", action="append", help="clip(s) of one person (default: two "
-                    "obama_bookshelf clips from ../shared)")
+    ap.add_argument("--video", action="append", help="clip(s) of one person (default: the "
+                    "obama_bookshelf a, b, c clips from ../shared, 11.5 s)")
     ap.add_argument("--kills", type=int, default=10, help="kills per command (default 10)")
     ap.add_argument("--steps", type=int, default=30, help="renderer steps (default 30)")
     ap.add_argument("--minutes", type=float, default=5.0, help="renderer time budget")
@@ -241,7 +246,8 @@ def main() -> None:
     trials = []
     for i in range(args.kills):
         phase = "tracking" if i % 2 == 0 else "training"
-        lo, hi = (1.0, ref["tracked_s"]) if phase == "tracking" else (ref["tracked_s"], ref["total_s"])
+        lo, hi = (ref["tracking_started_s"], ref["tracked_s"]) if phase == "tracking" else \
+            (ref["tracked_s"], ref["total_s"])
         r = trial_train(root, i, targs, rng.uniform(lo, max(lo + 0.1, hi)), phase)
         trials.append(r)
         print(json.dumps({k: r[k] for k in ("phase", "kill_at_s", "after_kill", "rerun_exit",

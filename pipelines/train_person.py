@@ -1,13 +1,19 @@
 """Fit a person model on one or more videos of one person talking (same room, framing, light).
 
-    python cli.py train-person --video alice.mp4 --name alice
+    python cli.py train-person --video alice.mp4 --name alice --consent "Alice Smith, agreed 2026-05-01"
     python cli.py train-person --video a.mp4 --video b.mp4 --name alice --minutes 60
 
 Steps: join the clips into the person's target video -> track every frame (cached by content
-hash) -> fit the person face model (mean shape, expression basis, blendshape map; the last 15 %
-of frames are held out and measured) -> write the person folder with an overlay video and a
-contact sheet to look at -> train the neural texture + renderer (skip with --no-render; resumes
-where it stopped when run again).
+hash, in chunks: a killed run resumes at its last chunk) -> fit the person face model (mean shape,
+expression basis, blendshape map; the last 15 % of frames are held out and measured) -> previews
+(overlay video, contact sheet) -> train the neural texture + renderer (skip with --no-render;
+resumes from its last checkpoint when run again).
+
+The person is built in a hidden staging folder next to its final place and swapped in atomically
+only when complete, so a failed or killed run never harms the person that was there (also with
+--force). Persons go to $AVATAR_HOME/persons (default ~/.local/share/avatar-toolkit/persons);
+--consent (who is shown and that they agreed) is stored in person.json and repeated in the
+side-car of every video made with the person.
 """
 from __future__ import annotations
 
@@ -94,8 +100,8 @@ def _run_locked(args, name: str, root: Path, videos, infos) -> int:
     except AvatarError:
         shutil.rmtree(staging, ignore_errors=True)     # a user error: nothing to resume
         raise
-    (staging / INPUTS_MARK).unlink()
     person_io.install(staging, final)
+    (final / INPUTS_MARK).unlink(missing_ok=True)
     status = person_io.read_config(final)["status"]
     print(f"person folder: {final} ({status}); look at {final / person_io.CONTACT_SHEET} and "
           f"{final / person_io.OVERLAY}")

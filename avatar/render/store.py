@@ -40,8 +40,10 @@ def _save(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]
 
 # Bounds on a renderer config read from a file, checked before any tensor is allocated.
 CONFIG_BOUNDS = {"crop_size": (64, 1024), "texture_size": (8, 4096), "texture_channels": (1, 64),
-                 "texture_levels": (1, 8)}
-MAX_CHANNELS, MAX_LEVELS = 1024, 8
+                 "texture_levels": (1, 8), "mouth_texture_size": (0, 4096),
+                 "mouth_texture_channels": (0, 64)}
+TUPLE_BOUNDS = {"channels": (1, 8, 1, 1024), "mouth_channels": (1, 8, 1, 1024),
+                "mouth_window": (2, 2, 0, 4096)}      # (min len, max len, min value, max value)
 MAX_FILE_BYTES = 4 << 30
 
 
@@ -60,14 +62,24 @@ def _header(path: Path, what: str) -> tuple[dict[str, str], dict[str, tuple]]:
 
 def check_config_bounds(config: RendererConfig, path: Path, what: str) -> None:
     for name, (lo, hi) in CONFIG_BOUNDS.items():
+        if not hasattr(config, name):
+            continue
         value = getattr(config, name)
         if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
             raise AvatarError(f"{what} {path}: renderer config {name}={value!r} is out of range "
                               f"({lo} to {hi}); the file is damaged or not ours: train again")
-    if not 1 <= len(config.channels) <= MAX_LEVELS or \
-            any(isinstance(c, bool) or not 1 <= c <= MAX_CHANNELS for c in config.channels):
-        raise AvatarError(f"{what} {path}: renderer config channels {list(config.channels)} out of "
-                          f"range (1 to {MAX_LEVELS} levels of 1 to {MAX_CHANNELS}); train again")
+    for name, (n_lo, n_hi, lo, hi) in TUPLE_BOUNDS.items():
+        if not hasattr(config, name):
+            continue
+        value = tuple(getattr(config, name))
+        if not n_lo <= len(value) <= n_hi or any(
+                isinstance(c, bool) or not isinstance(c, int) or not lo <= c <= hi for c in value):
+            raise AvatarError(f"{what} {path}: renderer config {name}={list(value)} is out of "
+                              f"range ({n_lo}-{n_hi} values from {lo} to {hi}); train again")
+    scale = getattr(config, "mouth_scale", 1.0)
+    if not (isinstance(scale, (int, float)) and 0.05 <= scale <= 16):
+        raise AvatarError(f"{what} {path}: renderer config mouth_scale={scale!r} is out of range "
+                          "(0.05 to 16); train again")
     if config.crop_size % 64:
         raise AvatarError(f"{what} {path}: renderer crop_size {config.crop_size} is not a multiple "
                           "of 64; train again")
