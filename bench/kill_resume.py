@@ -40,7 +40,9 @@ sys.path.insert(0, str(REPO))
 DEFAULT_VIDEOS = [REPO.parent / f"shared/data/person/obama/obama_bookshelf_{c}.mp4" for c in "abc"]
 CONSENT = "public-domain footage (official White House video); kill/resume benchmark only"
 _BAR = re.compile(r"(tracking [^:]+|training renderer|[A-Za-z][\w ]*?):\s+\d+%\|[^|]*\|\s*(\d+)/(\d+)")
-_RESUME = re.compile(r"resuming \S+ at step (\d+)")
+# (progress bar, run config with its checkpoint interval, key in "lost")
+STAGES = [("training renderer", "runs/*/config.json", "renderer_steps"),
+          ("training lips window", "runs/*/mouth/config.json", "lips_stage_steps")]
 
 
 def bars(text: str) -> dict[str, tuple[int, int]]:
@@ -172,20 +174,22 @@ def trial_train(root: Path, i: int, args: list[str], kill_at: float, phase: str)
         resumed_at = after.get(track_bar, (last_done, last_done))[0] if track_bar in after else None
         # no tracking bar in the rerun: tracking came whole from the cache (nothing redone)
         lost["tracking_frames"] = 0 if resumed_at is None else max(0, last_done - resumed_at)
-    if "training renderer" in before:
-        last_step = before["training renderer"][1]
-        m = _RESUME.search(log)
-        lost["renderer_steps"] = max(0, last_step - (int(m.group(1)) if m else 0))
-    run_config = next(env.home.glob("runs/*/config.json"), None)
-    interval = json.loads(run_config.read_text()).get("checkpoint_every") if run_config else None
+    intervals = {}
+    for bar, config_glob, key in STAGES:
+        config = next(env.home.glob(config_glob), None)
+        intervals[key] = json.loads(config.read_text()).get("checkpoint_every") if config else None
+        if bar in before:
+            # the rerun's bar starts at the step it resumed from; no bar: the stage was done
+            resumed = after[bar][0] if bar in after else before[bar][1]
+            lost[key] = max(0, before[bar][1] - resumed)
     from avatar.face.tracker import CHUNK_FRAMES
-    ok_loss = lost.get("tracking_frames", 0) <= CHUNK_FRAMES and \
-        (interval is None or lost.get("renderer_steps", 0) <= interval)
+    ok_loss = lost.get("tracking_frames", 0) <= CHUNK_FRAMES and all(
+        intervals[k] is None or lost.get(k, 0) <= intervals[k] for k in intervals)
     left = leftovers(env.home, env.cache)
     return {"command": "train-person", "phase": phase, "kill_at_s": round(kill_at, 2),
             "finished_before_kill": finished_before_kill, "after_kill": state_after_kill,
             "rerun_exit": code, "after_rerun": state, "lost": lost,
-            "checkpoint_every": interval, "tracking_chunk": CHUNK_FRAMES, "loss_within_bound": ok_loss,
+            "checkpoint_every": intervals, "tracking_chunk": CHUNK_FRAMES, "loss_within_bound": ok_loss,
             "leftovers": left,
             "ok": code == 0 and state == "complete" and not state_after_kill.startswith("BROKEN")
             and ok_loss and not left,
@@ -278,6 +282,10 @@ def main() -> None:
                                          if t["command"] == "train-person"] or [0]),
         "max_renderer_steps_lost": max([t["lost"].get("renderer_steps", 0) for t in trials
                                         if t["command"] == "train-person"] or [0]),
+        "max_lips_stage_steps_lost": max([t["lost"].get("lips_stage_steps", 0) for t in trials
+                                          if t["command"] == "train-person"] or [0]),
+        "checkpoint_every": next((t["checkpoint_every"] for t in trials
+                                  if t["command"] == "train-person"), None),
     }
     result = {"videos": [v.name for v in videos], "steps": args.steps, "max_side": args.max_side,
               "reference_train": ref, "reference_say_s": round(say_s, 2), "summary": summary,
