@@ -5,8 +5,9 @@ jobs.jsonl, one JSON object per line (blank lines are skipped):
     {"id": "intro", "text": "Hello there", "person": "demo"}
     {"id": "q2", "audio": "clips/q2.wav", "head_motion": "still", "expression_scale": 1.2}
 
-`id` names the outputs (<out>/<id>.mp4 + <id>.json); exactly one of `text` / `audio` (a path
-relative to the jobs file); `voice` (text jobs: a piper .onnx voice file, relative to the jobs
+`id` names the outputs (<out>/<id>.mp4 + <id>.json); exactly one of `text`, `text_file` (a UTF-8
+file whose text is spoken) or `audio` (paths relative to the jobs file; a `text` that names an
+existing file is refused: use `text_file`); `voice` (text jobs: a piper .onnx voice file, relative to the jobs
 file; default: the bundled English voice); `person` (a name; default: --person); any say option by its long name
 with '_' (fps, size, start_frame, blink, head_motion, expression_scale, seed, watermark,
 target_video, batch_size), at the top level or inside "options".
@@ -123,8 +124,14 @@ def parse_line(text: str, number: int, base: Path, default_person: str | None,
         raise AvatarError(f"id {json.dumps(job_id)} is not allowed: use 1-64 letters, digits, "
                           "'-', '_' or '.', starting with a letter or digit")
     text_value, audio_value = data.pop("text", None), data.pop("audio", None)
-    if (text_value is None) == (audio_value is None):
-        raise AvatarError(f"job {job_id!r} needs exactly one of 'text' or 'audio'")
+    text_file = data.pop("text_file", None)
+    if sum(v is not None for v in (text_value, audio_value, text_file)) != 1:
+        raise AvatarError(f"job {job_id!r} needs exactly one of 'text', 'text_file' or 'audio'")
+    if text_file is not None:
+        text_value = _read_text_file(text_file, base)
+    elif isinstance(text_value, str) and _names_a_file(text_value, base):
+        raise AvatarError(f"the text {text_value.strip()!r} is the name of an existing file; to "
+                          "speak what it says use \"text_file\" instead of \"text\"")
     person = data.pop("person", None) or default_person
     voice_value = data.pop("voice", None)
     options = {**nested, **data}
@@ -140,6 +147,22 @@ def parse_line(text: str, number: int, base: Path, default_person: str | None,
         spec["voice_sha256"] = _sha256(voice)
     digest = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
     return Job(job_id, number, person, text_value, audio, options, digest, voice)
+
+
+def _read_text_file(value, base: Path) -> str:
+    if not isinstance(value, str) or not value:
+        raise AvatarError("'text_file' must be a file path (relative to the jobs file)")
+    return read_text(base / value, "text file", 64 * 1024)
+
+
+def _names_a_file(text: str, base: Path) -> bool:
+    t = text.strip()
+    if not t or "\n" in t or len(t) > 4096:
+        return False
+    try:
+        return (base / t).expanduser().is_file() or Path(t).expanduser().is_file()
+    except OSError:
+        return False
 
 
 def _check_text(value, english: bool = True) -> None:

@@ -2,12 +2,14 @@
 
     python cli.py batch jobs.jsonl --out clips/ --person demo --workers 2
 
-One job per line: {"id": "a1", "text": "Hello" | "audio": "a1.wav", "person": "demo", <options>}
+One job per line: {"id": "a1", "text": "Hello" | "text_file": "a1.txt" | "audio": "a1.wav",
+"person": "demo", <options>}
 (options: fps, size, start_frame, blink, head_motion, expression_scale, seed, watermark,
 target_video, batch_size). All lines are checked first; every bad line is listed with its number
 and nothing runs until they are fixed. Outputs: <out>/<id>.mp4 + <id>.json; <out>/status.jsonl
 records each finished job. Running the same command again skips finished jobs and retries
-failed ones. Exit code 0 when every job is done, 1 when some failed.
+failed ones. Outputs never replace files this toolkit did not make (unless --overwrite), and --out
+may not be inside a person or checkpoint folder. Exit code 0 when every job is done, 1 when some failed.
 """
 from __future__ import annotations
 

@@ -310,3 +310,16 @@ def test_case17_user_persons_live_in_avatar_home(tmp_path, face_video, monkeypat
     assert not (shipped / "astro").exists()
     assert person_io.person_dir("astro") == tmp_path / "home" / "persons" / "astro"
     assert person_io.person_dir("demo") == shipped / "demo"       # shipped persons still found
+
+
+def test_case11_batch_text_naming_a_file_is_refused_text_file_read(named, tmp_path, capsys):
+    from avatar.batch import JobsFileError, parse_jobs
+    (tmp_path / "notes.txt").write_text("Good morning everyone.")
+    jobs = tmp_path / "jobs.jsonl"
+    jobs.write_text('{"id": "a", "text": "notes.txt"}\n{"id": "b", "text_file": "notes.txt"}\n')
+    with pytest.raises(JobsFileError) as e:
+        parse_jobs(jobs, default_person=named)
+    assert e.value.lines == ["line 1: the text 'notes.txt' is the name of an existing file; to "
+                             "speak what it says use \"text_file\" instead of \"text\""]
+    jobs.write_text('{"id": "b", "text_file": "notes.txt"}\n')
+    assert parse_jobs(jobs, default_person=named)[0].text == "Good morning everyone."
