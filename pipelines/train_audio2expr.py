@@ -39,9 +39,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--minutes", type=float, default=20.0,
                    help="time budget; the networks stop early when it runs out (default 20)")
     p.add_argument("--steps", type=int, default=1000, help="optimizer steps at most (default 1000)")
-    p.add_argument("--features", choices=["whisper_tiny", "whisper_phones", "logmel80"], default="whisper_tiny",
-                   help="speech features: Whisper tiny encoder (default), the same plus the articulation "
-                        "curves of the recognized phones, or log-mel")
+    p.add_argument("--features", choices=["whisper_hama", "whisper_tiny", "hama", "whisper_phones", "logmel80"],
+                   default="whisper_tiny",
+                   help="speech features: Whisper tiny encoder (default), Whisper + hama phoneme "
+                        "log-posteriors, hama alone, Whisper plus the articulation curves of the "
+                        "recognized phones, or log-mel")
     p.add_argument("--out", type=Path, default=REPO / "checkpoints" / "audio2expr",
                    help="checkpoint folder to write (default checkpoints/audio2expr)")
     p.add_argument("--run-dir", type=Path, default=None, help="run folder (default runs/audio2expr-<time>)")
@@ -56,6 +58,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="sentences piper speaks to train the articulation net of the phonetic prior "
                         "(0: phones only; default 350, about 25 min of speech, 2 min to make)")
     p.add_argument("--articulation-steps", type=int, default=1500, help=argparse.SUPPRESS)
+    p.add_argument("--articulation-from", type=Path, default=None, metavar="DIR",
+                   help="reuse the TTS-trained articulation net of this checkpoint folder instead of "
+                        "training one (it never sees video, so it does not depend on the corpus)")
     p.add_argument("--prior-weight", type=float, default=0.5,
                    help="share of the phonetic prior in jawOpen and the lip blendshapes it drives "
                         "(0: network only; default 0.5)")
@@ -67,6 +72,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "centred and scaled by that recording's own speech statistics (removes voice "
                         "and microphone; see docs/BENCHMARKS.md); none: raw features (log-mel needs "
                         "none)")
+    p.add_argument("--output-gain", type=float, default=1.0,
+                   help="scale of the network's output (z units) so the mouth opens as wide as real "
+                        "speech; measured as tracked / predicted spread in speaker-grouped "
+                        "cross-validation (default 1)")
+    p.add_argument("--closure-lead-s", type=float, default=0.02,
+                   help="close the lips on p/b/m phones (piper's timings for text, hama's phones for "
+                        "recordings), read this long ahead (default 0.02 s; negative: no closure)")
     p.add_argument("--silence-gate-db", type=float, default=30.0,
                    help="close the mouth where the audio is this many dB below the speech level "
                         "(default 30; negative disables)")
@@ -86,7 +98,12 @@ def run(args: argparse.Namespace) -> int:
     started = time.monotonic()
     run_dir = args.run_dir or REPO / "runs" / f"audio2expr-{time.strftime('%Y%m%d-%H%M%S')}"
     run_dir.mkdir(parents=True, exist_ok=True)
-    clips = load_corpus(find_clips(args.corpus or DEFAULT_CORPUS))
+    skipped: list = []
+    found = find_clips(args.corpus or DEFAULT_CORPUS, skipped)
+    for path, reason in skipped:
+        print(f"skipping {path}: {reason}")
+    clips = load_corpus(found, skipped)
+    args.skipped = [[str(p), r] for p, r in skipped]
     holdout = set(args.holdout or [])
     unknown = holdout - {c.speaker for c in clips}
     if unknown:
@@ -104,6 +121,9 @@ def run(args: argparse.Namespace) -> int:
             build_variants(c, ["clean"], model.feature_kind, seed=0)
         metrics = evaluate_clips(model, test, run_dir / "heldout_curves.png", "held-out speakers")
         return finish(args, model, metrics, run_dir, started)
+    if args.tts_sentences > 0 and args.features in ("hama", "logmel80"):
+        raise AvatarError(f"--tts-sentences needs Whisper features; use --features whisper_hama or "
+                          f"whisper_tiny, or --tts-sentences 0 with --features {args.features}")
     net_cfg = NetConfig(feature_dim=FEATURE_DIMS[args.features],
                         window=32 if args.features == "logmel80" else 16,
                         n_out=len(MOUTH_BLENDSHAPES))
@@ -124,13 +144,21 @@ def run(args: argparse.Namespace) -> int:
     cfg = TrainConfig(steps=args.steps, seed=args.seed)
     if args.silence_gate_db is not None and args.silence_gate_db < 0:
         args.silence_gate_db = None
-    articulation = train_tts_articulation(args, net_cfg.feature_dim) if args.tts_sentences > 0 else None
+    if args.articulation_from is not None:
+        from avatar.expression.checkpoint import load_articulation
+        from avatar.io.files import read_json
+        articulation = load_articulation(args.articulation_from,
+                                         read_json(args.articulation_from / "config.json", "audio2expr config"))
+        if articulation is None:
+            raise AvatarError(f"{args.articulation_from} has no articulation net; drop --articulation-from")
+    else:
+        articulation = train_tts_articulation(args, net_cfg.feature_dim) if args.tts_sentences > 0 else None
     budget = args.minutes * 60 - (time.monotonic() - started) - 60
     net, losses = train_ensemble(train, net_cfg, cfg, silence, normalizer, args.ensemble, max(budget, 30.0),
                                  feature_norm)
     lead_s, smooth_s = PriorConfig.lead_s, PriorConfig.smooth_s
-    curves = [combined_curves(c.phones, c.variants[0].features, articulation, c.fps, len(c.targets),
-                              lead_s, smooth_s) for c in train]
+    curves = [combined_curves(c.phones, whisper_part(c.variants[0].features), articulation, c.fps,
+                              len(c.targets), lead_s, smooth_s) for c in train]
     prior = fit_prior([network_z(net, c, net_cfg.window, feature_norm) for c in train], curves,
                       args.prior_weight)
     extra = {"training": {"clips": [c.name for c in train], "speakers": sorted({c.speaker for c in train}),
@@ -140,10 +168,12 @@ def run(args: argparse.Namespace) -> int:
                           "clip_sync": {k: {"offset_frames": v.lag, "prior_r": v.r, "used": v.used}
                                         for k, v in sync.items()},
                           "augmentations": AUGMENTATIONS, "train_config": cfg.__dict__,
-                          "tts_sentences": args.tts_sentences}}
+                          "tts_sentences": args.tts_sentences, "skipped_files": getattr(args, "skipped", [])}}
+    closure = {"lead_s": args.closure_lead_s} if args.closure_lead_s >= 0 else None
     save_audio2expr(args.out, net, args.features, normalizer.mean, normalizer.std, extra,
                     rest_z=normalizer.rest, silence_gate_db=args.silence_gate_db, prior=prior,
-                    articulation=articulation, feature_norm=feature_norm)
+                    articulation=articulation, feature_norm=feature_norm, output_gain=args.output_gain,
+                    closure=closure)
     model = load_audio2expr(args.out)
     metrics = evaluate_clips(model, test, run_dir / "heldout_curves.png", "held-out speakers")
     metrics["training_clips_in_sample"] = evaluate_clips(model, train, run_dir / "train_curves.png",
@@ -158,18 +188,16 @@ def train_tts_articulation(args, feature_dim: int):
     from tqdm import tqdm
     from avatar.expression.articulation import (ArticulationConfig, stdlib_sentences, train_articulation,
                                                 tts_example)
-    if args.features == "logmel80":
-        raise AvatarError("--tts-sentences needs Whisper features; use --features whisper_tiny or "
-                          "--tts-sentences 0")
+    from avatar.audio.features import FEATURE_DIMS
     rng = np.random.default_rng(args.seed)
     sentences = stdlib_sentences()
     if not sentences:
         raise AvatarError("found no sentences in the Python standard library's docstrings; use "
                           "--tts-sentences 0")
     chosen = rng.choice(sentences, min(args.tts_sentences, len(sentences)), replace=False)
-    examples = [tts_example(str(s), args.features, rng)
+    examples = [tts_example(str(s), "whisper_tiny", rng)
                 for s in tqdm(chosen, desc="TTS articulation data", mininterval=5)]
-    net, losses = train_articulation(examples, ArticulationConfig(feature_dim=feature_dim),
+    net, losses = train_articulation(examples, ArticulationConfig(feature_dim=FEATURE_DIMS["whisper_tiny"]),
                                      steps=args.articulation_steps, seed=args.seed)
     print(f"articulation net: {sum(len(f) for f, _ in examples) / 50:.0f} s of TTS speech, "
           f"final loss {np.mean(losses[-50:]):.4f}")
@@ -204,6 +232,11 @@ def train_ensemble(train, net_cfg, cfg, silence, normalizer, members: int, budge
     return ensemble.eval(), first_losses
 
 
+def whisper_part(features):
+    from avatar.expression.checkpoint import whisper_part as part
+    return part(features)
+
+
 def network_z(net, clip, window: int, feature_norm=None) -> np.ndarray:
     """The freshly trained network's output (z units, [T, n_mouth]) on a clip's clean audio."""
     import torch
@@ -230,7 +263,7 @@ def finish(args, model, metrics: dict, run_dir: Path, started: float) -> int:
     return 0
 
 
-def load_corpus(found: list[tuple[Path, str]]):
+def load_corpus(found: list[tuple[Path, str]], skipped: list | None = None):
     """Track (cached) and load the audio of every clip that has an audio track."""
     from avatar.audio import load_speech
     from avatar.audio.phones import recognize_phones
@@ -241,7 +274,9 @@ def load_corpus(found: list[tuple[Path, str]]):
     clips = []
     for path, speaker in found:
         if not has_audio_stream(path):
-            print(f"skipping {path.name}: no audio track")
+            print(f"skipping {path}: no audio track")
+            if skipped is not None:
+                skipped.append((path, "no audio track"))
             continue
         track = track_video(path, progress=False)
         speech = load_speech(path)

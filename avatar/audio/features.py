@@ -10,6 +10,16 @@ Kinds:
   with 1 s of context on either side, so memory stays constant.
 - "whisper_phones": "whisper_tiny" with the three articulation curves of the recognized phones
   (avatar.audio.phones: jaw opening, lip closure, lip rounding) before the loudness column.
+- "hama": phoneme log-posteriors of the `hama` phoneme recognizer (PyPI, Apache-2.0, its own CPU
+  engine): 191 CTC classes (IPA phonemes, word boundary, blank) at 50 frames/s, clipped at -16 and
+  scaled by 1/4, frame j centred at j / 50 s (the audio is shifted by half a frame so hama's
+  frame j, which reads samples [320 j, 320 j + 320), is centred there), plus the loudness column.
+  NVP fed DeepSpeech's per-frame character logits; these are the offline equivalent that ships
+  its weights.
+- "whisper_hama": the Whisper encoder columns, then the hama columns, then loudness.
+
+`vad_probabilities(samples, n)` gives silero-vad's speech probability per 20 ms frame (its own
+32 ms windows, interpolated; frame j centred at j / 50 s).
 
 `frame_windows` cuts, for every video frame t (time t / fps), a window of `size` feature frames
 centred on that time (NVP: 16 steps), padding beyond the ends with the silence value.
@@ -24,8 +34,11 @@ import numpy as np
 from avatar.errors import AvatarError
 from avatar.types import Speech, SpeechFeatures
 
-FEATURE_KINDS = ("logmel80", "whisper_tiny", "whisper_phones")
-FEATURE_DIMS = {"logmel80": 80, "whisper_tiny": 385, "whisper_phones": 388}
+FEATURE_KINDS = ("logmel80", "whisper_tiny", "whisper_phones", "hama", "whisper_hama")
+HAMA_CLASSES = 191
+FEATURE_DIMS = {"logmel80": 80, "whisper_tiny": 385, "whisper_phones": 388, "hama": HAMA_CLASSES + 1,
+                "whisper_hama": 384 + HAMA_CLASSES + 1}
+WHISPER_KINDS = ("whisper_tiny", "whisper_phones", "hama", "whisper_hama")   # 50 Hz, loudness last
 _SR = 16000
 _CHUNK_S, _CONTEXT_S = 10.0, 1.0
 
@@ -43,6 +56,12 @@ def speech_features(speech: Speech, kind: str = "logmel80") -> SpeechFeatures:
         if kind == "whisper_phones":
             from avatar.audio.phones import articulation, recognize_phones
             columns.insert(1, articulation(recognize_phones(speech), 50.0, len(enc)))
+        return SpeechFeatures(np.concatenate(columns, 1), 50.0, kind)
+    if kind in ("hama", "whisper_hama"):
+        n = max(int(np.ceil(len(speech.samples) / 320)), 1)
+        columns = [hama_features(speech.samples, n), loudness_column(speech.samples, n)]
+        if kind == "whisper_hama":
+            columns.insert(0, whisper_encoder_features(speech.samples)[:n])
         return SpeechFeatures(np.concatenate(columns, 1), 50.0, kind)
     raise AvatarError(f"unknown speech feature kind {kind!r}; use one of {', '.join(FEATURE_KINDS)}")
 
@@ -66,7 +85,7 @@ def loudness_column(samples: np.ndarray, n: int, rate_hz: float = 50.0) -> np.nd
 
 def loudness_db(features: SpeechFeatures) -> np.ndarray:
     """Per feature frame loudness in dB (from the loudness column, or the log-mel energy)."""
-    if features.kind in ("whisper_tiny", "whisper_phones"):
+    if features.kind in WHISPER_KINDS:
         return features.values[:, -1] * 20.0 - 40.0
     power = np.sum(10.0 ** features.values, axis=1)
     return (10.0 * np.log10(np.maximum(power, 1e-12))).astype(np.float32)
@@ -100,7 +119,7 @@ class UtteranceNorm:
     @staticmethod
     def fit(features: list[SpeechFeatures], prior_frames: float = 100.0) -> "UtteranceNorm":
         """Corpus statistics over the speech frames of these recordings."""
-        if not features or any(f.kind not in ("whisper_tiny", "whisper_phones") for f in features):
+        if not features or any(f.kind not in WHISPER_KINDS for f in features):
             raise AvatarError("utterance normalization needs Whisper features (with a loudness column)")
         x = np.concatenate([f.values[f.values[:, -1] > SPEECH_LOUDNESS, :-1] for f in features])
         if len(x) < 2:
@@ -219,3 +238,79 @@ def whisper_encoder_features(samples: np.ndarray) -> np.ndarray:
         first = (start - lo) // 320
         out[a:b] = enc[first:first + (b - a)]
     return out
+
+
+# ---- hama phoneme posteriors ----------------------------------------------------------------
+
+HAMA_FLOOR = -16.0
+_HAMA_CHUNK_S = 20.0
+
+
+@functools.lru_cache(maxsize=1)
+def _hama_model():
+    try:
+        import hama
+    except ImportError:
+        raise AvatarError("hama features need the package hama (pip install hama==1.7.0) or use "
+                          "whisper_tiny") from None
+    return hama.ASRModel()
+
+
+def hama_log_posteriors(samples: np.ndarray) -> np.ndarray:
+    """[N] 16 kHz -> [ceil(N/320), 191] raw hama log-posteriors, frame j centred at j / 50 s.
+    Long audio is run in 20 s chunks with 1 s of context on either side."""
+    model = _hama_model()
+    x = np.concatenate([np.zeros(160, np.float32), np.asarray(samples, np.float32)])
+    n_out = max(int(np.ceil(len(samples) / 320)), 1)
+    out = np.full((n_out, HAMA_CLASSES), HAMA_FLOOR, np.float32)
+    chunk, context = int(_HAMA_CHUNK_S * _SR), int(_CONTEXT_S * _SR)
+    for start in range(0, max(len(x), 1), chunk):
+        lo, hi = max(start - context, 0), min(start + chunk + context, len(x))
+        piece = np.pad(x[lo:hi], (0, max(_SR // 2 - (hi - lo), 0)))           # >= 0.5 s
+        log_probs, lengths = model.session.run(
+            ["log_probs", "out_lengths"],
+            {"waveform": piece[None].astype(np.float32), "waveform_lengths": np.array([len(piece)], np.int64)})
+        lp = np.asarray(log_probs)[0][: int(np.asarray(lengths).reshape(-1)[0])]
+        a, b = start // 320, min((start + chunk) // 320, n_out)
+        first = (start - lo) // 320
+        got = lp[first:first + (b - a)]
+        out[a:a + len(got)] = got
+    return out
+
+
+def hama_features(samples: np.ndarray, n: int) -> np.ndarray:
+    """[n, 191] hama log-posteriors clipped at HAMA_FLOOR and scaled to about [-4, 0]."""
+    lp = hama_log_posteriors(samples)
+    lp = np.pad(lp, ((0, max(n - len(lp), 0)), (0, 0)), constant_values=HAMA_FLOOR)[:n]
+    return (np.maximum(lp, HAMA_FLOOR) / 4.0).astype(np.float32)
+
+
+def hama_blank_index() -> int:
+    return _hama_model().blank_id
+
+
+def hama_tokens() -> list[str]:
+    return list(_hama_model().decoder_tokens)
+
+
+# ---- silero voice activity ------------------------------------------------------------------
+
+@functools.lru_cache(maxsize=1)
+def _vad_model():
+    try:
+        from silero_vad import load_silero_vad
+    except ImportError:
+        raise AvatarError("voice activity needs the package silero-vad (pip install silero-vad==6.2.3)") from None
+    return load_silero_vad(onnx=True)
+
+
+def vad_probabilities(samples: np.ndarray, n: int) -> np.ndarray:
+    """[n] silero-vad speech probability at 50 frames/s (frame j centred at j / 50 s)."""
+    import torch
+    model = _vad_model()
+    x = torch.from_numpy(np.ascontiguousarray(samples, np.float32))
+    if len(x) < 512:
+        x = torch.nn.functional.pad(x, (0, 512 - len(x)))
+    probs = model.audio_forward(x, 16000).numpy().reshape(-1)          # window i: samples [512 i, 512 i + 512)
+    centres = (np.arange(len(probs)) * 512 + 256) / _SR
+    return np.interp(np.arange(n) / 50.0, centres, probs).astype(np.float32)

@@ -132,3 +132,72 @@ def _values(phones) -> list[tuple]:
         else:
             values.append((0, 0, 0))                   # SIL, sentence marks, punctuation: a pause
     return values
+
+
+# ---- phones from hama's phoneme posteriors ---------------------------------------------------
+
+_HAMA_HOLD_S = 0.2              # a phone lasts at most this long after hama emits it
+HAMA_DELAY_S = 0.06             # hama's CTC emits a phone about this long after it starts (vs piper's timings)
+_IPA_ALIASES = {"d͡ʒ": "ʒ", "t͡ʃ": "ʃ", "ɝ": "ɚ", "ɡ": "g", "ɫ": "l", "ɻ": "ɹ"}
+
+
+def ipa_value(label: str) -> tuple | None:
+    """Textbook (jaw, closure, rounding) of an IPA token, diphthongs by their first sound."""
+    label = _IPA_ALIASES.get(label, label)
+    if label.startswith("<"):                         # <wb>, <blank>, <unk>: not a sound
+        return None
+    if label in IPA_ARTICULATION:
+        return IPA_ARTICULATION[label]
+    for ch in label:
+        if ch in IPA_ARTICULATION:
+            return IPA_ARTICULATION[ch]
+    return None
+
+
+def phones_from_posteriors(log_post: np.ndarray, tokens: list[str], blank: int, rate_hz: float,
+                           speech: np.ndarray | None = None, delay_s: float = 0.0) -> tuple[PhonemeTiming, ...]:
+    """Greedy CTC reading of [T, C] log-posteriors (hama) into IPA phones with times: each emitted
+    phone runs from its frame to the next emission, at most _HAMA_HOLD_S; the rest, word gaps and
+    frames where `speech` ([T] bool) is False are "SIL". Times are moved `delay_s` earlier (the
+    recognizer's emission delay); the first phone still starts at 0."""
+    best = np.argmax(log_post, axis=1)
+    hold = max(int(round(_HAMA_HOLD_S * rate_hz)), 1)
+    sound = np.array([ipa_value(t) is not None for t in tokens] + [False])   # word gaps are no sound
+    onsets = [j for j in range(len(best)) if best[j] != blank and sound[best[j]]
+              and (j == 0 or best[j] != best[j - 1])]
+    labels = np.array(["SIL"] * len(best), dtype=object)
+    for i, j in enumerate(onsets):
+        end = min(onsets[i + 1] if i + 1 < len(onsets) else len(best), j + hold)
+        labels[j:end] = tokens[best[j]]
+    if speech is not None:
+        labels[~np.asarray(speech, bool)[: len(labels)]] = "SIL"
+    out, start = [], 0
+    for j in range(1, len(labels) + 1):
+        if j == len(labels) or labels[j] != labels[start]:
+            out.append(PhonemeTiming(_IPA_ALIASES.get(labels[start], labels[start]),
+                                     max(start / rate_hz - delay_s, 0.0) if start else 0.0,
+                                     max(j / rate_hz - delay_s, 1e-3)))
+            start = j
+    return tuple(_first_sound(p) for p in out)
+
+
+def _first_sound(p: PhonemeTiming) -> PhonemeTiming:
+    """Map a multi-character IPA token (diphthong, affricate) to one the articulation table knows."""
+    if p.phoneme == "SIL" or p.phoneme in IPA_ARTICULATION:
+        return p
+    for ch in ("" if p.phoneme.startswith("<") else p.phoneme):
+        if ch in IPA_ARTICULATION:
+            return PhonemeTiming(ch, p.start_s, p.end_s)
+    return PhonemeTiming("SIL", p.start_s, p.end_s)
+
+
+def hama_phones(speech: Speech) -> tuple[PhonemeTiming, ...]:
+    """IPA phones heard by hama (50 Hz posteriors), silenced where silero-vad hears no speech."""
+    from avatar.audio.features import (hama_blank_index, hama_log_posteriors, hama_tokens,
+                                       vad_probabilities)
+    if speech.sample_rate != _SR:
+        raise AvatarError(f"speech must be at {_SR} Hz (got {speech.sample_rate}); load it with "
+                          "avatar.audio.load_speech")
+    lp = hama_log_posteriors(speech.samples)
+    vad = vad_probabilities(speech.samples, len(lp))
+    return phones_from_posteriors(lp, hama_tokens(), hama_blank_index(), 50.0, vad > 0.5, HAMA_DELAY_S)

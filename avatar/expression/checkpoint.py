@@ -14,6 +14,13 @@ are the network's blended with the articulation implied by the phones PocketSphi
 the checkpoint has articulation.safetensors, by the TTS-trained articulation net. `predict` takes
 the phones from the Speech (piper's exact timings for text) or recognizes them; `predict_features`
 uses the prior only when it is given the phones.
+
+Bilabial closure (config "closure"): the lips close on p, b and m. Where a frame falls inside a
+bilabial phone (piper's exact timings for text; for recorded speech the phones hama hears, see
+`avatar.audio.phones.hama_phones`), the mouth is blended to the closed pose (`closed_z`, default the
+rest pose). Amplitude (config "output_gain"): the network's z output is scaled by this factor, measured
+in speaker-grouped cross-validation as the ratio of the tracked to the predicted spread on held-out
+speakers, so the mouth opens as wide as real speech instead of regressing to a half-open mean.
 """
 from __future__ import annotations
 
@@ -54,6 +61,9 @@ class Audio2Expression:
         self.outputs = list(config["output_indices"])
         self.rest_z = np.asarray(config.get("rest_z") or np.zeros(len(self.outputs)), np.float32)
         self.gate_db = config.get("silence_gate_db")
+        self.output_gain = float(config.get("output_gain") or 1.0)
+        self.closure = config.get("closure")
+        self.closed_z = np.asarray(config.get("closed_z") or self.rest_z, np.float32)
         self.prior = PriorConfig(**config["prior"]) if config.get("prior") else None
         self.articulation = articulation.eval() if articulation is not None else None
         norm = config.get("feature_norm")
@@ -66,7 +76,18 @@ class Audio2Expression:
             raise AvatarError(f"frame rate {fps} is not usable; give fps between 1 and 240")
         feats = speech_features(speech, self.feature_kind)
         phones = self.phones_for(speech)
-        return self.predict_features(feats, fps, n_video_frames(speech.duration_s, fps), phones)
+        return self.predict_features(feats, fps, n_video_frames(speech.duration_s, fps), phones,
+                                     self.closure_phones_for(speech))
+
+    def closure_phones_for(self, speech: Speech) -> tuple[PhonemeTiming, ...] | None:
+        """The phones whose p/b/m close the lips: piper's timings for TTS speech, else the phones hama
+        hears; None when the checkpoint has no closure."""
+        if not self.closure:
+            return None
+        if speech.phonemes:
+            return speech.phonemes
+        from avatar.audio.phones import hama_phones
+        return hama_phones(speech)
 
     def phones_for(self, speech: Speech) -> tuple[PhonemeTiming, ...] | None:
         """The phones the prior reads: piper's own timings for TTS speech, else the phones heard in
@@ -76,15 +97,20 @@ class Audio2Expression:
         return speech.phonemes or recognize_phones(speech)
 
     def predict_features(self, feats: SpeechFeatures, fps: float, n_frames: int,
-                         phones: tuple[PhonemeTiming, ...] | None = None) -> Expressions:
+                         phones: tuple[PhonemeTiming, ...] | None = None,
+                         closure_phones: tuple[PhonemeTiming, ...] | None = None) -> Expressions:
         """Expressions from the speech's raw features (the network's input normalization, the
-        prior and the silence gate are applied here)."""
+        prior, the output gain, the silence gate and the bilabial closure are applied here)."""
         z = self.predict_z(self.feature_norm(feats) if self.feature_norm else feats, fps, n_frames)
         if self.prior is not None and phones is not None:
             z = blend_prior(z, self.prior_curves(feats, fps, n_frames, phones), self.prior, self.outputs)
+        z = z * self.output_gain
         if self.gate_db is not None:
             gate = speech_gate(feats, fps, n_frames, float(self.gate_db))[:, None]
             z = gate * z + (1.0 - gate) * self.rest_z[None]
+        if self.closure and closure_phones:
+            m = closure_mask(closure_phones, fps, n_frames, float(self.closure.get("lead_s", 0.0)))[:, None]
+            z = (1.0 - m) * z + m * self.closed_z[None]
         weights = np.repeat(self.mean[None], n_frames, 0)
         weights[:, self.outputs] = self.mean[self.outputs] + self.std[self.outputs] * z
         return Expressions(np.clip(weights, 0.0, 1.0).astype(np.float32), float(fps))
@@ -92,8 +118,8 @@ class Audio2Expression:
     def prior_curves(self, feats: SpeechFeatures, fps: float, n_frames: int,
                      phones: tuple[PhonemeTiming, ...]) -> np.ndarray:
         """[n_frames, 3] the phonetic prior's articulation curves for these frames."""
-        return combined_curves(phones, feats, self.articulation, fps, n_frames, self.prior.lead_s,
-                               self.prior.smooth_s)
+        return combined_curves(phones, whisper_part(feats), self.articulation, fps, n_frames,
+                               self.prior.lead_s, self.prior.smooth_s)
 
     def predict_z(self, feats: SpeechFeatures, fps: float, n_frames: int) -> np.ndarray:
         """Network output (z units, [n_frames, n_out]), in overlapping chunks (windows are cut per
@@ -109,6 +135,36 @@ class Audio2Expression:
                 end = min(start + CHUNK_FRAMES, n_frames)
                 out[start:end] = z[start - lo: start - lo + end - start]
         return out
+
+
+def whisper_part(feats: SpeechFeatures) -> SpeechFeatures:
+    """The Whisper encoder columns + loudness of features that hold more (the articulation net
+    reads only those)."""
+    if feats.kind == "whisper_hama":
+        v = feats.values
+        return SpeechFeatures(np.concatenate([v[:, :384], v[:, -1:]], 1), feats.rate_hz, "whisper_tiny")
+    return feats
+
+
+BILABIAL_LABELS = frozenset({"P", "B", "M", "p", "b", "m"})
+
+
+def closure_mask(phones, fps: float, n_frames: int, lead_s: float = 0.0) -> np.ndarray:
+    """[n_frames] 1 at frames whose time (+ lead_s) falls inside a p/b/m phone, 0.5 one frame
+    either side (each phone closes at least its nearest frame), else 0."""
+    mask = np.zeros(n_frames, np.float32)
+    for p in phones:
+        if p.phoneme not in BILABIAL_LABELS:
+            continue
+        lo = int(np.ceil((p.start_s - lead_s) * fps - 1e-9))
+        hi = int(np.floor((p.end_s - lead_s) * fps + 1e-9))
+        if hi < lo:                                     # shorter than a frame: its nearest frame
+            lo = hi = int(round(((p.start_s + p.end_s) / 2 - lead_s) * fps))
+        for t, v in ((lo - 1, 0.5), (hi + 1, 0.5)):
+            if 0 <= t < n_frames:
+                mask[t] = max(mask[t], v)
+        mask[max(lo, 0):min(hi + 1, n_frames)] = 1.0
+    return mask
 
 
 def speech_gate(feats: SpeechFeatures, fps: float, n_frames: int, below_db: float,
@@ -133,7 +189,8 @@ def save_audio2expr(directory: str | Path, net: Audio2ExpressionNet | Audio2Expr
                     mean: np.ndarray, std: np.ndarray, extra: dict | None = None,
                     rest_z: np.ndarray | None = None, silence_gate_db: float | None = None,
                     prior: PriorConfig | None = None, articulation: ArticulationNet | None = None,
-                    feature_norm: UtteranceNorm | None = None) -> None:
+                    feature_norm: UtteranceNorm | None = None, output_gain: float = 1.0,
+                    closure: dict | None = None, closed_z: np.ndarray | None = None) -> None:
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     save_module(directory / "model.safetensors", net, "audio2expr")
@@ -152,6 +209,9 @@ def save_audio2expr(directory: str | Path, net: Audio2ExpressionNet | Audio2Expr
         "output_mean": [float(x) for x in mean], "output_std": [float(x) for x in std],
         "rest_z": [float(x) for x in rest_z] if rest_z is not None else None,
         "silence_gate_db": silence_gate_db,
+        "output_gain": float(output_gain),
+        "closure": closure,
+        "closed_z": [float(x) for x in closed_z] if closed_z is not None else None,
         "prior": prior.to_dict() if prior is not None else None,
         "feature_norm": feature_norm.to_dict() if feature_norm is not None else None,
         "articulation": learned,
@@ -212,7 +272,8 @@ def load_articulation(directory: Path, config: dict) -> ArticulationNet | None:
                           "checkpoint folder or re-train with `train-audio2expr`")
     try:
         cfg = ArticulationConfig(**{**info["config"], "dilations": tuple(info["config"]["dilations"])})
-        assert cfg.feature_dim == int(config["net"]["feature_dim"])
+        assert cfg.feature_dim == (385 if config["feature_kind"] == "whisper_hama"
+                                   else int(config["net"]["feature_dim"]))
     except (TypeError, KeyError, AssertionError):
         raise AvatarError(f"{directory}/config.json: articulation entry is incomplete or does not fit "
                           "the features; re-train with `train-audio2expr`") from None

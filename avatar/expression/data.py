@@ -17,7 +17,8 @@ from avatar.audio.load import frame_rms_db, normalize_loudness
 from avatar.errors import AvatarError
 from avatar.types import Speech, SpeechFeatures
 
-VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v")
+NOT_VIDEO_SUFFIXES = (".txt", ".md", ".json", ".jsonl", ".tsv", ".csv", ".png", ".jpg", ".jpeg", ".wav",
+                      ".mp3", ".flac", ".ogg", ".m4a", ".npz", ".safetensors", ".py", ".pdf")
 
 
 @dataclass(frozen=True)
@@ -51,16 +52,33 @@ class ClipData:
         return feats.values[idx]
 
 
-def find_clips(corpus_dirs: list[Path]) -> list[tuple[Path, str]]:
-    """(video path, speaker) for every video under the corpus folders; speaker = parent folder."""
+def find_clips(corpus_dirs: list[Path], skipped: list[tuple[Path, str]] | None = None) -> list[tuple[Path, str]]:
+    """(video path, speaker) for every video under the corpus folders; speaker = parent folder.
+
+    Videos are picked by what ffmpeg finds in a file (a video stream), not by its suffix, so MPEG
+    program streams (.mpg) and friends are found too. Files that are not videos are appended to
+    `skipped` as (path, reason) when a list is given; obvious non-media (text, images, audio-only
+    suffixes) are skipped without running ffmpeg."""
+    from avatar.video.probe import probe_video
     found = []
     for root in corpus_dirs:
         root = Path(root)
         if not root.is_dir():
             raise AvatarError(f"corpus folder {root} does not exist; give a folder of talking-face videos")
         for path in sorted(root.rglob("*")):
-            if path.suffix.lower() in VIDEO_SUFFIXES and path.is_file():
-                found.append((path, path.parent.name))
+            if not path.is_file() or path.name.startswith("."):
+                continue
+            if path.suffix.lower() in NOT_VIDEO_SUFFIXES:
+                reason = "not a video (suffix)"
+            else:
+                try:
+                    probe_video(path)
+                    found.append((path, path.parent.name))
+                    continue
+                except AvatarError as exc:
+                    reason = f"ffmpeg finds no video: {str(exc)[:120]}"
+            if skipped is not None:
+                skipped.append((path, reason))
     return found
 
 

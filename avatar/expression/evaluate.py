@@ -100,3 +100,58 @@ def plot_curves(path: str | Path, items: list[dict], title: str) -> None:
     with atomic_output(path) as tmp:
         fig.savefig(tmp, dpi=70, format="png")
     plt.close(fig)
+
+
+# ---- articulation a viewer reads (bench/articulation.py) -------------------------------------
+
+BILABIALS = frozenset({"P", "B", "M", "p", "b", "m"})
+CLOSED_MARGIN = 0.025          # lip gap (inter-ocular units) above the closed gap that still counts as closed
+
+
+def lip_gap(landmarks: np.ndarray) -> np.ndarray:
+    """[T, 478, >=2] MediaPipe landmarks (pixels) -> [T] inner-lip gap (landmarks 13-14) in units of
+    the distance between the outer eye corners (33-263), so it compares across faces and sizes."""
+    lm = np.asarray(landmarks, np.float64)
+    eye = np.linalg.norm(lm[:, 33, :2] - lm[:, 263, :2], axis=1)
+    return (np.linalg.norm(lm[:, 13, :2] - lm[:, 14, :2], axis=1) / np.maximum(eye, 1e-6)).astype(np.float32)
+
+
+def closed_gap(gap: np.ndarray, percentile: float = 2.0) -> float:
+    """A face's closed-lip gap: a low percentile of its lip gap over a track where it talks and rests."""
+    return float(np.percentile(np.asarray(gap, float), percentile))
+
+
+def bilabial_events(phones, fps: float, n_frames: int) -> list[tuple[int, int]]:
+    """Frame spans [lo, hi) of the p/b/m phones (ARPAbet or IPA labels), each at least one frame and
+    widened by one frame on either side (the lips close just before the sound)."""
+    out = []
+    for p in phones:
+        if p.phoneme in BILABIALS:
+            lo = int(np.floor(p.start_s * fps)) - 1
+            hi = max(int(np.ceil(p.end_s * fps)), lo + 2) + 1
+            lo, hi = max(lo, 0), min(hi, n_frames)
+            if hi > lo:
+                out.append((lo, hi))
+    return out
+
+
+def closure_rate(gap: np.ndarray, events: list[tuple[int, int]], threshold: float) -> float:
+    """Share of bilabial events at which the lip gap falls below `threshold` (closed gap + margin)
+    in at least one frame; NaN without events."""
+    if not events:
+        return float("nan")
+    gap = np.asarray(gap, float)
+    return float(np.mean([gap[lo:hi].min() < threshold for lo, hi in events]))
+
+
+def rest_rate(gap: np.ndarray, silent: np.ndarray, threshold: float) -> float:
+    """Share of silent frames with the lips at rest (gap below `threshold`); NaN without silence."""
+    silent = np.asarray(silent, bool)[: len(gap)]
+    if not silent.any():
+        return float("nan")
+    return float((np.asarray(gap, float)[: len(silent)][silent] < threshold).mean())
+
+
+def amplitude_ratio(ours: np.ndarray, real: np.ndarray, percentile: float = 95.0) -> float:
+    """95th percentile of our lip gap over the real speaker's (1 = as wide as real speech)."""
+    return float(np.percentile(ours, percentile) / max(np.percentile(real, percentile), 1e-6))
