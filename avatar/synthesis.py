@@ -477,7 +477,9 @@ def _render_loop(person: Person, target: Target, frames: TargetFrames, writer: V
                 batch = eyes.apply(batch, start)
             meshes, boxes = posed_meshes(person.face_model, target,
                                          weights[start:start + len(idx)], idx, scale, fps)
-            rendered = person.renderer.render(meshes, batch, boxes)
+            own, _ = posed_meshes(person.face_model, target, target.track.blendshapes[idx], idx,
+                                  scale, fps)          # the target frames' own faces: lips detail
+            rendered = person.renderer.render(meshes, batch, boxes, frame_meshes=own)
             timing["render"] += time.perf_counter() - t
             t = time.perf_counter()
             if pending_write is not None:

@@ -1,6 +1,11 @@
 """Renderer speed: frames per second of FaceRenderer.render at 256^2 and 512^2, batch 1 and 8.
 
     python bench/render.py [--device cpu] [--threads N] [--json bench/results/render.json]
+    python bench/render.py --compare [--json bench/results/render_compare.json]
+
+--compare times, side by side in one run (calls interleaved, best of N each), the first stage
+alone (the renderer shipped before the lips window) and the shipped configuration (first stage +
+the lips window at frame resolution, window size as in the demo person), at 256^2 batch 8.
 
 Frames are 1280x720 with a synthetic face (~400 px) moving a little; the renderer has random
 weights (speed does not depend on their values). Reported per setting: the whole call (crop,
@@ -90,6 +95,32 @@ def bench_setting(size: int, batch: int, device: torch.device, repeats: int) -> 
                              "paste": 1000 * paste / batch}}
 
 
+def compare(device: torch.device, repeats: int, batch: int = 8) -> dict:
+    """First stage alone vs both stages, calls interleaved so both see the same load."""
+    from avatar.io.person import person_dir
+    from avatar.render.store import load_weights
+    shipped = load_weights(person_dir("demo") / "renderer.safetensors").config
+    window = shipped.mouth_window if shipped.has_mouth_stage else (128, 176)
+    torch.manual_seed(0)
+    first = FaceRenderer(DeferredRenderer(RendererConfig()), device)
+    both = FaceRenderer(DeferredRenderer(RendererConfig(mouth_window=window)), device)
+    meshes, frames, boxes = scene(batch)
+    times: dict[str, list[float]] = {"first_stage": [], "both_stages": []}
+    for _ in range(repeats + 1):
+        for name, r in (("first_stage", first), ("both_stages", both)):
+            t = time.perf_counter()
+            r.render(meshes, frames, boxes)
+            times[name].append(time.perf_counter() - t)
+    best = {k: min(v[1:]) for k, v in times.items()}
+    med = {k: float(np.median(v[1:])) for k, v in times.items()}
+    return {"batch": batch, "crop_size": 256, "lips_window": list(window),
+            "fps_best": {k: batch / v for k, v in best.items()},
+            "fps_median": {k: batch / v for k, v in med.items()},
+            "speed_ratio_best": best["first_stage"] / best["both_stages"],
+            "speed_ratio_median": med["first_stage"] / med["both_stages"],
+            "load_average": os.getloadavg()}
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", default="cpu")
@@ -97,11 +128,20 @@ def main() -> int:
     p.add_argument("--repeats", type=int, default=7)
     p.add_argument("--sizes", default="256,512")
     p.add_argument("--batches", default="1,8")
-    p.add_argument("--json", default=str(Path(__file__).parent / "results" / "render.json"))
+    p.add_argument("--json", default=None, help="default bench/results/render.json "
+                   "(render_compare.json with --compare)")
+    p.add_argument("--compare", action="store_true", help="first stage alone vs both stages")
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     device = pick_device(args.device)
+    results_dir = Path(__file__).parent / "results"
+    if args.compare:
+        text = json.dumps({"device": str(device), "threads": torch.get_num_threads(),
+                           **compare(device, args.repeats)}, indent=2)
+        print(text)
+        Path(args.json or results_dir / "render_compare.json").write_text(text + "\n")
+        return 0
     results = [bench_setting(int(s), int(b), device, args.repeats)
                for s in args.sizes.split(",") for b in args.batches.split(",")]
     cfg = RendererConfig()
@@ -114,7 +154,7 @@ def main() -> int:
               "results": results}
     text = json.dumps(report, indent=2)
     print(text)
-    Path(args.json).write_text(text + "\n")
+    Path(args.json or results_dir / "render.json").write_text(text + "\n")
     return 0
 
 

@@ -124,8 +124,9 @@ def evaluate_clip(folder: Path, video: Path, *, drive: str = "tracked", out_vide
     n = len(track)
     start, role = first_frame(folder, video, n, all_frames)
     meshes = driven_meshes(model, poses, expressions)
+    own = meshes if drive == "tracked" else driven_meshes(model, poses, track.expressions())
     t0 = time.perf_counter()
-    result = _render_and_measure(renderer, video, track, meshes, start, out_video, batch, progress)
+    result = _render_and_measure(renderer, video, track, meshes, start, out_video, batch, progress, own)
     result.update(person=folder.name, video=str(video), drive=drive, frames=[start, n], role=role,
                   renderer=str(weights or folder / "renderer.safetensors"), crop=EVAL_CROP,
                   seconds=round(time.perf_counter() - t0, 1),
@@ -133,35 +134,38 @@ def evaluate_clip(folder: Path, video: Path, *, drive: str = "tracked", out_vide
     return result
 
 
-def _render_and_measure(renderer, video, track, meshes, start, out_video, batch, progress) -> dict:
+SOURCE_OFFSET = 15     # frames between a rendered frame and the frame its lips detail comes from
+
+
+def _render_and_measure(renderer, video, track, meshes, start, out_video, batch, progress,
+                        own_meshes=None) -> dict:
+    """own_meshes: the clip's frames' own meshes (tracked expressions); the lips window moves
+    real detail from frame i + SOURCE_OFFSET of the range (wrapping round), never from frame
+    i itself, onto frame i's new mouth, as `say` does from the target frame."""
     from tqdm import tqdm
 
-    from avatar.render.metrics import LipLandmarks
+    from avatar.render.metrics import LipLandmarks, MouthScores
     from avatar.video.reader import VideoReader
 
     # decode from the first frame and skip: ffmpeg's select filter (VideoReader start_frame)
     # repeats the first selected frame on some clips (seen on obama_bookshelf_c.mp4)
     reader = VideoReader(video, max_side=max(track.frame_size), max_frames=len(track))
     lips = LipLandmarks()
-    from avatar.render.metrics import MouthScores
     scores: dict = {"psnr": [], "ssim": [], "lmd": [], "mouth": MouthScores()}
     writer = _side_by_side_writer(out_video, track) if out_video else None
     bar = tqdm(total=len(track) - start, desc="evaluating", unit="frame", disable=not progress,
                file=sys.stderr)
-    pending: list[np.ndarray] = []
-    t = start
+    own = meshes if own_meshes is None else own_meshes
+    pending: list = []
     try:
-        for i, frame in enumerate(reader):
-            if i < start:
-                continue
-            pending.append(frame)
+        for item in frames_with_sources(reader, start, len(track), SOURCE_OFFSET):
+            pending.append(item)
             if len(pending) == batch:
-                _flush(renderer, pending, meshes, track, t, scores, lips, writer)
-                t += len(pending)
+                _flush(renderer, pending, meshes, own, track, scores, lips, writer)
                 bar.update(len(pending))
                 pending = []
         if pending:
-            _flush(renderer, pending, meshes, track, t, scores, lips, writer)
+            _flush(renderer, pending, meshes, own, track, scores, lips, writer)
             bar.update(len(pending))
     finally:
         bar.close()
@@ -171,17 +175,42 @@ def _render_and_measure(renderer, video, track, meshes, start, out_video, batch,
     return summarize(scores)
 
 
-def _flush(renderer, frames, meshes, track, t, scores, lips, writer) -> None:
+def frames_with_sources(frames, start: int, n: int, offset: int):
+    """(i, frame i, j, frame j) for i in [start, n), in order, with j = i + offset wrapped
+    round the range (j != i unless the range is one frame). Holds about 2 x offset frames."""
+    from collections import deque
+    length = n - start
+    k = max(0, min(offset, length - 1))
+    head, window = [], deque()
+    for i, frame in enumerate(frames):
+        if i < start:
+            continue
+        if i >= n:
+            break
+        if i - start < k:
+            head.append(frame)
+        window.append((i, frame))
+        if len(window) > k:
+            j, fj = window.popleft()
+            yield j, fj, i, frame
+    for j, fj in window:
+        yield j, fj, start + j + k - n, head[j + k - n]
+
+
+def _flush(renderer, items, meshes, own_meshes, track, scores, lips, writer) -> None:
     from avatar.face.mesh import LIPS
     from avatar.render.compose import crop_band
     from avatar.render.metrics import lip_distance, mouth_box, psnr, ssim
 
-    frames = np.stack(frames)
-    k = len(frames)
-    boxes = track.crop_boxes[t:t + k]
-    rendered = renderer.render(meshes[t:t + k], frames, boxes)
-    for j, (real_frame, out_frame, box) in enumerate(zip(frames, rendered, boxes)):
-        tracked_lips = track.landmarks[t + j][list(LIPS), :2]
+    idx = np.array([i for i, _, _, _ in items])
+    src = np.array([j for _, _, j, _ in items])
+    frames = np.stack([f for _, f, _, _ in items])
+    sources = np.stack([f for _, _, _, f in items])
+    boxes = track.crop_boxes[idx]
+    rendered = renderer.render(meshes[idx], frames, boxes, frame_meshes=own_meshes[src],
+                               source_frames=sources)
+    for t, real_frame, out_frame, box in zip(idx, frames, rendered, boxes):
+        tracked_lips = track.landmarks[t][list(LIPS), :2]
         scores["mouth"].add(out_frame, real_frame, mouth_box(tracked_lips, real_frame.shape))
         real = crop_band(real_frame, box, EVAL_CROP, 0)
         out = crop_band(out_frame, box, EVAL_CROP, 0)

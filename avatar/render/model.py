@@ -33,6 +33,7 @@ class RendererConfig:
     mouth_texture_size: int = 512                # the second stage's own texture (0: none)
     mouth_texture_channels: int = 8
     teeth: bool = True                           # rigid teeth arches in the second stage
+    source_detail: bool = True                   # second stage sees a real frame's pixels moved onto the mesh
 
     @property
     def band_top(self) -> int:
@@ -154,16 +155,21 @@ class MouthNet(nn.Module):
         super().__init__()
         own = config.mouth_texture_channels if config.mouth_texture_size else 0
         self.texture = NeuralTexture(config.mouth_texture_size, own, 3) if own else None
-        self.unet = UNet(3 + config.feature_channels + own + 2 + 1, config.mouth_channels)
+        detail = 4 if config.source_detail else 0
+        self.unet = UNet(3 + config.feature_channels + own + 2 + 1 + detail, config.mouth_channels)
         nn.init.zeros_(self.unet.head.weight)     # starts as the identity: output = input
         nn.init.zeros_(self.unet.head.bias)
 
     def forward(self, rgb: torch.Tensor, feats: torch.Tensor, uv: torch.Tensor,
-                raster_mask: torch.Tensor) -> torch.Tensor:
+                raster_mask: torch.Tensor, detail: tuple | None = None) -> torch.Tensor:
+        """detail: (a real frame's pixels moved onto this geometry [B,3,h,w] in [0,1], where
+        they are valid [B,1,h,w]) when the config has source_detail."""
         m = raster_mask[:, None].to(rgb.dtype)
         parts = [rgb, feats, uv.permute(0, 3, 1, 2) * m, m]
         if self.texture is not None:
             parts.insert(2, self.texture(uv, raster_mask))
+        if detail is not None:
+            parts += [(detail[0] * 2 - 1) * detail[1], detail[1]]
         return rgb + self.unet(torch.cat(parts, 1))
 
 

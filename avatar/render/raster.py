@@ -25,6 +25,7 @@ class Fragments:
     mask: torch.Tensor      # [B, H, W] bool: a triangle covers the pixel
     depth: torch.Tensor     # [B, H, W] interpolated z (+inf where mask is False)
     face: torch.Tensor      # [B, H, W] int64 index of the visible triangle (-1 where empty)
+    bary: torch.Tensor      # [B, H, W, 3] barycentric weights of its corners (0 where empty)
 
 
 def _size(size) -> tuple[int, int]:
@@ -62,7 +63,20 @@ def rasterize(vertices: torch.Tensor, faces: torch.Tensor, uvs: torch.Tensor,
     face = torch.full_like(winner, -1)
     face[hit] = face_hit
     shape = (b, height, width)
-    return Fragments(uv.view(*shape, 2), mask.view(shape), depth.view(shape), face.view(shape))
+    return Fragments(uv.view(*shape, 2), mask.view(shape), depth.view(shape), face.view(shape),
+                     bary.view(*shape, 3))
+
+
+def interpolate(fragments: Fragments, faces: torch.Tensor, attributes: torch.Tensor) -> torch.Tensor:
+    """Per-vertex attributes [B, V, C] (one set per batch element) -> [B, H, W, C] at every
+    pixel, interpolated with the fragments' barycentrics (0 where no triangle)."""
+    b, h, w = fragments.face.shape
+    face = fragments.face.clamp(min=0).reshape(b, -1)                    # [B, N]
+    corners = faces.to(face.device)[face]                                # [B, N, 3]
+    batch = torch.arange(b, device=face.device)[:, None, None]
+    values = attributes[batch, corners]                                  # [B, N, 3, C]
+    out = (fragments.bary.reshape(b, -1, 3, 1) * values).sum(2)
+    return (out * fragments.mask.reshape(b, -1, 1)).reshape(b, h, w, -1)
 
 
 def _candidates(tri: torch.Tensor, height: int, width: int):

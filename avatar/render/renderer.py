@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from avatar.errors import AvatarError
 from avatar.face.mesh import LIPS_OUTER, canonical_mesh
@@ -19,7 +20,7 @@ from avatar.render.compose import (band_masks, crop_band, crop_window, mouth_alp
                                    paste_band, paste_window, to_crop_pixels, to_window_pixels)
 from avatar.render.model import DeferredRenderer
 from avatar.render.mouth import N_RING, patch_vertices, with_mouth_patch
-from avatar.render.raster import rasterize
+from avatar.render.raster import interpolate, rasterize
 from avatar.render.teeth import with_teeth
 
 
@@ -33,6 +34,9 @@ def pick_device(device: str = "auto") -> torch.device:
         return torch.device(device)
     except RuntimeError:
         raise AvatarError(f"unknown device {device!r}; use auto, cpu or cuda") from None
+
+
+SOURCE_PAD = 16       # pixels the source frame's window reaches past the lips window
 
 
 @functools.lru_cache(maxsize=4)
@@ -79,9 +83,30 @@ class MouthResult:
     raster_mask: torch.Tensor  # [B, h, w]
 
 
-def mouth_geometry(model: DeferredRenderer, vertices_window: torch.Tensor, h: int, w: int):
-    """Texture features [B, C, h, w], UVs [B, h, w, 2] and raster mask [B, h, w] of the lips
-    window (what the second stage sees besides the frame)."""
+@dataclass(frozen=True)
+class WindowRaster:
+    """What the second stage sees of the geometry in its window."""
+    feats: torch.Tensor      # [B, C, h, w] first-stage texture features
+    uv: torch.Tensor         # [B, h, w, 2]
+    mask: torch.Tensor       # [B, h, w] bool
+    face: torch.Tensor       # [B, h, w] int64 visible triangle (-1: none)
+    bary: torch.Tensor       # [B, h, w, 3]
+
+
+def window_topology(cfg) -> tuple[np.ndarray, int]:
+    """(faces of the window's mesh, how many of them are skin and lips: the ones a source
+    frame shows too; the mouth patch and the teeth come after them)."""
+    faces, _ = mesh_topology(cfg.mouth_patch)
+    n_surface = len(faces) - (N_RING if cfg.mouth_patch else 0)
+    if cfg.teeth and cfg.mouth_patch:
+        from avatar.render.teeth import teeth_template
+        n_vertices = 468 + N_RING + 1
+        faces = np.concatenate([faces, teeth_template()[1] + n_vertices])
+    return faces, n_surface
+
+
+def mouth_geometry(model: DeferredRenderer, vertices_window: torch.Tensor, h: int, w: int) -> WindowRaster:
+    """Rasterize the lips window: mesh, mouth patch and (if configured) the teeth."""
     cfg = model.config
     faces, uvs = mesh_topology(cfg.mouth_patch)
     verts = patch_vertices(vertices_window) if cfg.mouth_patch else vertices_window
@@ -91,19 +116,54 @@ def mouth_geometry(model: DeferredRenderer, vertices_window: torch.Tensor, h: in
         verts, faces, uvs = with_teeth(verts, faces, uvs, faces[-N_RING:], push)
     frags = rasterize(verts, torch.as_tensor(faces, device=verts.device),
                       torch.as_tensor(uvs, device=verts.device), (h, w))
-    return model.features(frags.uv, frags.mask), frags.uv, frags.mask
+    return WindowRaster(model.features(frags.uv, frags.mask), frags.uv, frags.mask, frags.face, frags.bary)
+
+
+def source_detail(model: DeferredRenderer, raster: WindowRaster, source_vertices: torch.Tensor,
+                  source: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The real pixels of a source frame moved onto the window's geometry: every skin or lip
+    pixel of the window takes the source pixel where the same point of the face is (same
+    triangle, same barycentrics). source_vertices [B, 468, 3] in the source window's pixels,
+    source [B, 3, hs, ws] in [0, 1] -> (warped [B, 3, h, w], valid [B, 1, h, w])."""
+    faces, n_surface = window_topology(model.config)
+    b, hs, ws = source.shape[0], source.shape[2], source.shape[3]
+    n_attr = int(faces.max()) + 1
+    attr = torch.zeros(b, n_attr, 2, device=source.device, dtype=source.dtype)
+    attr[:, :468] = source_vertices[:, :, :2]
+    pos = interpolate(_frags(raster), torch.as_tensor(faces, device=source.device), attr)
+    grid = torch.stack([pos[..., 0] / ws * 2 - 1, pos[..., 1] / hs * 2 - 1], -1)
+    warped = F.grid_sample(source, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    inside = (grid.abs() < 1).all(-1)
+    valid = raster.mask & (raster.face < n_surface) & (raster.face >= 0) & inside
+    return warped, valid[:, None].to(source.dtype)
+
+
+def _frags(raster: WindowRaster):
+    from avatar.render.raster import Fragments
+    return Fragments(raster.uv, raster.mask, raster.mask.float(), raster.face, raster.bary)
 
 
 def render_mouth(model: DeferredRenderer, vertices_window: torch.Tensor, window: torch.Tensor,
-                 geometry: tuple | None = None) -> MouthResult:
+                 raster: WindowRaster | None = None,
+                 source: tuple[torch.Tensor, torch.Tensor] | None = None) -> MouthResult:
     """Second stage: vertices_window [B, 468, 3] window pixels, window [B, 3, h, w] in [0, 1]
     (the frame after the first stage, at frame resolution) -> refined lips window.
-    `geometry`: mouth_geometry's result when it is already at hand (training caches it)."""
+    `raster`: mouth_geometry's result when it is already at hand (training caches it);
+    `source`: (vertices [B, 468, 3] in its pixels, frame window [B, 3, hs, ws]) of a real frame
+    whose detail the second stage may move onto this geometry (say: the target frame itself)."""
     h, w = window.shape[2], window.shape[3]
-    feats, uv, mask = geometry if geometry is not None else mouth_geometry(model, vertices_window, h, w)
-    net = (model.mouth(window * 2 - 1, feats.to(window.dtype), uv.to(window.dtype), mask) + 1) / 2
+    raster = raster if raster is not None else mouth_geometry(model, vertices_window, h, w)
+    if model.config.source_detail:
+        if source is None:
+            detail = (torch.zeros_like(window), torch.zeros_like(window[:, :1]))
+        else:
+            detail = source_detail(model, raster, source[0], source[1])
+    else:
+        detail = None
+    net = (model.mouth(window * 2 - 1, raster.feats.to(window.dtype), raster.uv.to(window.dtype),
+                       raster.mask, detail) + 1) / 2
     alpha = mouth_alpha(vertices_window, h, w)
-    return MouthResult(window * (1 - alpha) + net * alpha, net, alpha, mask)
+    return MouthResult(window * (1 - alpha) + net * alpha, net, alpha, raster.mask)
 
 
 class FaceRenderer:
@@ -126,11 +186,20 @@ class FaceRenderer:
         dev = pick_device(device)
         return FaceRenderer(load_weights(Path(path), "cpu").float(), dev)
 
-    def render(self, meshes_frame_px: np.ndarray, frames: np.ndarray,
-               crop_boxes: np.ndarray) -> np.ndarray:
-        """meshes [B, 468, 3] frame pixels, frames [B, H, W, 3] uint8, boxes [B, 4] -> frames."""
+    def render(self, meshes_frame_px: np.ndarray, frames: np.ndarray, crop_boxes: np.ndarray,
+               frame_meshes: np.ndarray | None = None, source_frames: np.ndarray | None = None) -> np.ndarray:
+        """meshes [B, 468, 3] frame pixels, frames [B, H, W, 3] uint8, boxes [B, 4] -> frames.
+
+        frame_meshes [B, 468, 3]: the meshes of the frames' own faces (their tracked
+        expressions); with them the lips window moves the frames' real skin and lip detail onto
+        the new mouth. source_frames: other frames to take that detail from (evaluation
+        takes it from other times of the clip, never from the frame it compares with)."""
         out = self.first_stage(meshes_frame_px, frames, crop_boxes)
-        return self.refine_mouth(meshes_frame_px, out) if self.model.mouth is not None else out
+        if self.model.mouth is None:
+            return out
+        source = None if frame_meshes is None else (
+            np.asarray(frame_meshes, np.float32), frames if source_frames is None else source_frames)
+        return self.refine_mouth(meshes_frame_px, out, source)
 
     def first_stage(self, meshes_frame_px: np.ndarray, frames: np.ndarray,
                     crop_boxes: np.ndarray) -> np.ndarray:
@@ -147,16 +216,26 @@ class FaceRenderer:
         return np.stack([paste_band(f, n, a, b, size, top)
                          for f, n, a, b in zip(frames, net, alpha, crop_boxes)])
 
-    def refine_mouth(self, meshes_frame_px: np.ndarray, frames: np.ndarray) -> np.ndarray:
-        """The second stage: lips windows cut at frame resolution, refined, pasted back."""
+    def refine_mouth(self, meshes_frame_px: np.ndarray, frames: np.ndarray, source=None) -> np.ndarray:
+        """The second stage: lips windows cut at frame resolution, refined, pasted back.
+        source: (meshes, frames) of real frames whose detail it may use (see render)."""
         meshes_frame_px = np.asarray(meshes_frame_px, np.float32)
         shape, scale = self.config.mouth_window, self.config.mouth_scale
         origins = mouth_origins(meshes_frame_px, shape, scale)
         windows = np.stack([crop_window(f, o, scale, shape) for f, o in zip(frames, origins)])
         verts = to_window_pixels(meshes_frame_px, origins, scale)
+        to_t = lambda a: torch.from_numpy(a).to(self.device).permute(0, 3, 1, 2).float() / 255  # noqa: E731
+        src = None
+        if source is not None and self.config.source_detail:
+            pad = np.float32(SOURCE_PAD / scale)
+            src_full = (shape[0] + 2 * SOURCE_PAD, shape[1] + 2 * SOURCE_PAD)
+            src_windows = np.stack([crop_window(f, o - pad, scale, src_full)
+                                    for f, o in zip(source[1], origins)])
+            src_verts = to_window_pixels(source[0], origins - pad, scale)
+            src = (torch.from_numpy(src_verts).to(self.device), to_t(src_windows))
         with torch.inference_mode():
-            win_t = torch.from_numpy(windows).to(self.device).permute(0, 3, 1, 2).float() / 255
-            res = render_mouth(self.model, torch.from_numpy(verts).to(self.device), win_t)
+            win_t = to_t(windows)
+            res = render_mouth(self.model, torch.from_numpy(verts).to(self.device), win_t, source=src)
             net = (res.network.clamp(0, 1) * 255).permute(0, 2, 3, 1).cpu().numpy()
             alpha = res.alpha[:, 0].cpu().numpy()
         return np.stack([paste_window(f, n, a, o, scale)

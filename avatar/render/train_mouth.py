@@ -30,7 +30,7 @@ from avatar.render.compose import crop_window, mouth_origins, to_window_pixels
 from avatar.render.gan import PatchDiscriminator, feature_matching, hinge_d, hinge_g, laplacian_l1
 from avatar.render.metrics import MouthScores, mouth_box
 from avatar.render.model import DeferredRenderer
-from avatar.render.renderer import FaceRenderer, mouth_geometry, render_mouth
+from avatar.render.renderer import FaceRenderer, WindowRaster, mouth_geometry, render_mouth
 from avatar.render.store import load_checkpoint, save_checkpoint
 
 LOSSES = ("l1", "ssim", "laplacian", "gan")
@@ -62,6 +62,8 @@ class MouthSamples:
     feats: np.ndarray        # [T, C, H + 2P, W + 2P] float16 texture features (frozen texture)
     uv: np.ndarray           # [T, H + 2P, W + 2P, 2] float32 rasterized UVs
     mask: np.ndarray         # [T, H + 2P, W + 2P] bool raster mask
+    face: np.ndarray         # [T, H + 2P, W + 2P] int32 visible triangle
+    bary: np.ndarray         # [T, H + 2P, W + 2P, 3] float16 barycentrics
     trainable: np.ndarray    # [T] bool: frames training may use
     holdout_start: int
     shape: tuple[int, int]
@@ -101,24 +103,26 @@ def mouth_samples(renderer: FaceRenderer, frames_iter, meshes: np.ndarray, boxes
     lips = (landmarks[:, list(LIPS), :2] - origins[:, None]) * scale
     trainable = np.ones(n, bool) if trainable is None else np.asarray(trainable, bool)
     verts = to_window_pixels(meshes, origins, scale)
-    feats, uv, mask = _geometry(renderer.model, verts, full)
-    return MouthSamples(real, first, verts, lips.astype(np.float32), feats, uv, mask,
+    raster = _geometry(renderer.model, verts, full)
+    return MouthSamples(real, first, verts, lips.astype(np.float32), *raster,
                         trainable, holdout_start, tuple(shape), float(scale))
 
 
 def _geometry(model: DeferredRenderer, verts: np.ndarray, full) -> tuple:
     """Rasterize every padded window once (the geometry of a frame never changes in training;
     a shift of the window is a shift of its raster)."""
-    out = ([], [], [])
+    out = ([], [], [], [], [])
     model.eval()
     with torch.inference_mode():
         if model.texture is not None:
             model.texture.freeze()
         for s in range(0, len(verts), 16):
             g = mouth_geometry(model, torch.from_numpy(verts[s:s + 16]), *full)
-            out[0].append(g[0].half().numpy())
-            out[1].append(g[1].numpy())
-            out[2].append(g[2].numpy())
+            out[0].append(g.feats.half().numpy())
+            out[1].append(g.uv.numpy())
+            out[2].append(g.mask.numpy())
+            out[3].append(g.face.int().numpy())
+            out[4].append(g.bary.half().numpy())
     return tuple(np.concatenate(o) for o in out)
 
 
@@ -145,9 +149,15 @@ def with_mouth_stage(base: DeferredRenderer, shape, scale: float) -> DeferredRen
     return model
 
 
-def batch_windows(samples: MouthSamples, idx: np.ndarray, dev, rng: np.random.Generator | None):
-    """(vertices [B,468,3], first [B,3,H,W], real [B,3,H,W] in [0,1], geometry, lips [B,40,2])
-    with a random shift of up to PAD pixels when rng is given (centred otherwise)."""
+SOURCE_REACH = 45          # frames a training sample's detail source may be away from it
+NO_SOURCE = 0.2            # share of training samples without a source (say without frame meshes)
+
+
+def batch_windows(samples: MouthSamples, idx: np.ndarray, dev, rng: np.random.Generator | None,
+                  sources: np.ndarray | None = None):
+    """(vertices [B,468,3], first [B,3,H,W], real [B,3,H,W] in [0,1], raster, source, lips
+    [B,40,2]) with a random shift of up to PAD pixels when rng is given (centred otherwise).
+    sources [B]: the frame whose real pixels the second stage may use for each (-1: none)."""
     h, w = samples.shape
     p = samples.pad
     shifts = rng.integers(-p, p + 1, (len(idx), 2)) if rng is not None else np.zeros((len(idx), 2), int)
@@ -160,9 +170,37 @@ def batch_windows(samples: MouthSamples, idx: np.ndarray, dev, rng: np.random.Ge
     verts[..., :2] -= offset[:, None]
     lips = samples.lips[idx] - offset[:, None]
     to_t = lambda a: torch.from_numpy(a).to(dev).permute(0, 3, 1, 2).float() / 255  # noqa: E731
-    geometry = (torch.from_numpy(cut(samples.feats)).to(dev).float(), torch.from_numpy(hw(samples.uv)).to(dev),
-                torch.from_numpy(hw(samples.mask)).to(dev))
-    return torch.from_numpy(verts).to(dev), to_t(hw(samples.first)), to_t(hw(samples.real)), geometry, lips
+    from_np = lambda a: torch.from_numpy(a).to(dev)  # noqa: E731
+    raster = WindowRaster(from_np(cut(samples.feats)).float(), from_np(hw(samples.uv)),
+                          from_np(hw(samples.mask)), from_np(hw(samples.face)).long(),
+                          from_np(hw(samples.bary)).float())
+    source = None
+    if sources is not None:
+        src = np.where(sources < 0, idx, sources)
+        real = samples.real[src].copy()
+        real[sources < 0] = 0
+        src_verts = samples.vertices[src].copy()
+        src_verts[sources < 0] = -1e4                 # outside the window: nothing valid
+        source = (from_np(src_verts), to_t(real))
+    return from_np(verts), to_t(hw(samples.first)), to_t(hw(samples.real)), raster, source, lips
+
+
+def pick_sources(rng: np.random.Generator, idx: np.ndarray, allowed: np.ndarray) -> np.ndarray:
+    """A detail source for each training sample: another allowed frame within SOURCE_REACH
+    frames (never the frame itself), or -1 for NO_SOURCE of them."""
+    out = np.full(len(idx), -1)
+    for k, i in enumerate(idx):
+        near = allowed[(np.abs(allowed - i) <= SOURCE_REACH) & (allowed != i)]
+        if len(near) and rng.random() >= NO_SOURCE:
+            out[k] = rng.choice(near)
+    return out
+
+
+def eval_sources(idx: np.ndarray, n: int, offset: int = 15) -> np.ndarray:
+    """For evaluation: each frame's detail comes from `offset` frames earlier (later for the
+    first ones), never from the frame compared with."""
+    back = idx - offset
+    return np.where(back >= idx.min(), back, np.minimum(idx + offset, n - 1))
 
 
 def generator_loss(res, real, window, disc, losses, ssim_fn) -> tuple[torch.Tensor, dict]:
@@ -223,8 +261,9 @@ def train_mouth_stage(model: DeferredRenderer, samples: MouthSamples, run_dir: P
             g["lr"] = g["base_lr"] * scale
         rng = np.random.default_rng([11, state["step"]])
         idx = rng.choice(train_idx, size=batch_size, replace=len(train_idx) < batch_size)
-        verts, first, real, geometry, _ = batch_windows(samples, idx, dev, rng)
-        res = render_mouth(model, verts, first, geometry)
+        sources = pick_sources(rng, idx, train_idx) if model.config.source_detail else None
+        verts, first, real, raster, source, _ = batch_windows(samples, idx, dev, rng, sources)
+        res = render_mouth(model, verts, first, raster, source)
         if disc is not None:
             _disc_step(disc, d_opt, first, real, res.output.detach())
         loss, terms = generator_loss(res, real, first, disc, losses, ssim_torch)
@@ -328,8 +367,10 @@ def render_windows(model, samples: MouthSamples, idx: np.ndarray, dev, batch: in
     out = []
     with torch.inference_mode():
         for s in range(0, len(idx), batch):
-            verts, first, _, geometry, _ = batch_windows(samples, idx[s:s + batch], dev, None)
-            res = render_mouth(model, verts, first, geometry)
+            part = idx[s:s + batch]
+            sources = eval_sources(idx, len(samples))[s:s + batch] if model.config.source_detail else None
+            verts, first, _, raster, source, _ = batch_windows(samples, part, dev, None, sources)
+            res = render_mouth(model, verts, first, raster, source)
             out.append((res.output.clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, *samples.shape, 3), np.uint8)
 

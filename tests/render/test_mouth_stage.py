@@ -173,3 +173,41 @@ def _frames(folder: Path):
     meshes = driven_meshes(face_model, poses, track.expressions())[:4]
     frames = np.stack([f for _, f in zip(range(4), VideoReader(folder / "target.mp4"))])
     return meshes, frames, track.crop_boxes[:4].astype(np.float32)
+
+
+def test_source_detail_moves_real_pixels_by_the_mesh(person_with_first_stage):
+    """A source that is the frame itself, with its own mesh, warps onto itself; a source shifted
+    by 3 pixels (its mesh too) warps back into place; the mouth interior is never taken from it."""
+    from avatar.render.renderer import mouth_geometry, source_detail
+    base = load_weights(person_with_first_stage / "renderer.safetensors")
+    samples = person_mouth_samples(person_with_first_stage, base, progress=False)
+    model = with_mouth_stage(base, samples.shape, samples.scale)
+    p = samples.pad
+    window = torch.from_numpy(samples.real[:2]).permute(0, 3, 1, 2).float() / 255   # padded
+    verts = torch.from_numpy(samples.vertices[:2])
+    raster = mouth_geometry(model, verts, window.shape[2], window.shape[3])
+    warped, valid = source_detail(model, raster, verts, window)
+    inner = valid[:, :, p:-p, p:-p] > 0
+    assert inner.float().mean() > 0.3
+    diff = (warped - window)[:, :, p:-p, p:-p].abs().amax(1, keepdim=True)[inner]
+    assert float(diff.median()) < 0.02
+    shifted = torch.roll(window, shifts=(3, 3), dims=(2, 3))
+    moved = verts.clone()
+    moved[..., :2] += 3
+    back, valid2 = source_detail(model, raster, moved, shifted)
+    inner2 = valid2[:, :, p:-p, p:-p] > 0
+    assert float((back - window)[:, :, p:-p, p:-p].abs().amax(1, keepdim=True)[inner2].median()) < 0.02
+    patch = (raster.face >= 0) & ~(valid[:, 0] > 0) & raster.mask
+    assert patch.any()          # the synthetic person's mouth opens: its interior has no source
+
+
+def test_face_renderer_uses_the_frames_own_meshes_for_detail(person_with_first_stage, tmp_path):
+    base = load_weights(person_with_first_stage / "renderer.safetensors")
+    samples = person_mouth_samples(person_with_first_stage, base, progress=False)
+    model = with_mouth_stage(base, samples.shape, samples.scale)
+    train_mouth_stage(model, samples, tmp_path / "run", steps=2, progress=False)
+    meshes, frames, boxes = _frames(person_with_first_stage)
+    r = FaceRenderer(model, torch.device("cpu"))
+    plain = r.render(meshes, frames, boxes)
+    with_detail = r.render(meshes, frames, boxes, frame_meshes=meshes)
+    assert plain.shape == with_detail.shape and not np.array_equal(plain, with_detail)
