@@ -18,8 +18,8 @@ import torch
 from tqdm import tqdm
 
 from avatar.errors import AvatarError
-from avatar.io.files import atomic_output, read_json, sha256_file, write_json
-from avatar.io.person import REPO_ROOT
+from avatar.io.files import atomic_output, write_json
+from avatar.io import person as person_io
 from avatar.render.compose import box_mean
 from avatar.render.metrics import psnr, ssim
 from avatar.render.data import RenderSamples, person_samples
@@ -55,7 +55,7 @@ def loss_terms(res, target: torch.Tensor) -> tuple[torch.Tensor, dict]:
 
 def default_run_dir(person_dir: Path, config: RendererConfig) -> Path:
     variant = "uvonly" if config.uv_only else ("nomouth" if not config.mouth_patch else "texture")
-    return REPO_ROOT / "runs" / f"render-{Path(person_dir).resolve().name}-{variant}-{config.crop_size}"
+    return person_io.runs_root() / f"render-{Path(person_dir).resolve().name}-{variant}-{config.crop_size}"
 
 
 def make_optimizer(model: DeferredRenderer) -> torch.optim.AdamW:
@@ -95,7 +95,7 @@ def batch_tensors(samples: RenderSamples, idx: np.ndarray, device, top: int, shi
 def train_renderer(person_dir: Path, *, minutes: float, device: str = "auto", resume: bool = True,
                    run_dir: Path | None = None, crop_size: int = 256, steps: int | None = None,
                    ablation_uv_only: bool = False, mouth_patch: bool = True,
-                   batch_size: int | None = None, checkpoint_every: int = 100,
+                   batch_size: int | None = None, checkpoint_every: int | None = None,
                    threads: int | None = None, write_person: bool | None = None,
                    samples: RenderSamples | None = None, progress: bool = True,
                    model_config: RendererConfig | None = None,
@@ -135,6 +135,7 @@ def train_renderer(person_dir: Path, *, minutes: float, device: str = "auto", re
         state = load_checkpoint(ckpt, model, optimizer)
         print(f"resuming {run_dir.name} at step {state['step']}", file=sys.stderr)
     batch_size = batch_size or (16 if dev.type == "cuda" else 4)
+    checkpoint_every = checkpoint_every or checkpoint_interval(steps)
     run_config = {"person": str(person_dir), "renderer": config.to_dict(), "minutes": minutes,
                   "steps": steps, "batch_size": batch_size, "device": str(dev),
                   "holdout_start": samples.holdout_start, "n_frames": len(samples),
@@ -156,6 +157,12 @@ def train_renderer(person_dir: Path, *, minutes: float, device: str = "auto", re
     if write_person if write_person is not None else (not ablation_uv_only and mouth_patch):
         _write_person(person_dir, model, run_config, metrics)
     return metrics
+
+
+def checkpoint_interval(steps: int | None) -> int:
+    """Steps between checkpoints: a tenth of the run (10 to 100), 100 for a time-budgeted run,
+    so a kill loses at most a tenth of a short run."""
+    return max(10, min(100, steps // 10)) if steps else 100
 
 
 def _second_stage(person_dir: Path, first: DeferredRenderer, run_dir: Path, steps: int, dev,
@@ -309,11 +316,8 @@ def _region_psnr(model, samples, held, rendered, dev) -> dict:
 
 
 def _write_person(person_dir: Path, model, run_config: dict, metrics: dict) -> None:
-    save_weights(person_dir / "renderer.safetensors", model.cpu(), {"metrics": metrics})
-    path = person_dir / "person.json"
-    config = read_json(path, "person config")
-    config["renderer"] = {**run_config, "weights": "renderer.safetensors"}
-    if isinstance(config.get("files"), dict):     # say checks these hashes before rendering
-        config["files"]["renderer.safetensors"] = sha256_file(person_dir / "renderer.safetensors")
-    config.setdefault("metrics", {})["renderer_holdout"] = metrics
-    write_json(path, config)
+    import tempfile
+    with tempfile.TemporaryDirectory(dir=person_dir.parent) as tmp:
+        weights = Path(tmp) / person_io.RENDERER
+        save_weights(weights, model.cpu(), {"metrics": metrics})
+        person_io.install_renderer(person_dir, weights, run_config, metrics)

@@ -32,6 +32,7 @@ from avatar.render.metrics import MouthScores, mouth_box
 from avatar.render.model import DeferredRenderer
 from avatar.render.renderer import FaceRenderer, WindowRaster, mouth_geometry, render_mouth
 from avatar.render.store import load_checkpoint, save_checkpoint
+from avatar.render.train import checkpoint_interval, ssim_torch, write_curve
 
 LOSSES = ("l1", "ssim", "laplacian", "gan")
 WEIGHTS = {"l1": 1.0, "ssim": 0.5, "laplacian": 1.0, "gan": 0.05, "feature_matching": 1.0}
@@ -228,7 +229,6 @@ def train_mouth_stage(model: DeferredRenderer, samples: MouthSamples, run_dir: P
                       progress: bool = True) -> dict:
     """Train model.mouth (the rest frozen) on the trainable frames before holdout_start;
     resumes from run_dir; returns held-out metrics of the first stage alone and with this one."""
-    from avatar.render.train import ssim_torch
     losses = tuple(losses)
     unknown = set(losses) - set(LOSSES)
     if unknown or not losses:
@@ -241,7 +241,7 @@ def train_mouth_stage(model: DeferredRenderer, samples: MouthSamples, run_dir: P
     disc = PatchDiscriminator(6).to(dev) if "gan" in losses else None
     d_opt = torch.optim.Adam(disc.parameters(), lr=D_LR, betas=(0.5, 0.999)) if disc else None
     state = _resume(run_dir, model, opt, disc, d_opt)
-    every = checkpoint_every or max(10, min(200, steps // 10))
+    every = checkpoint_every or checkpoint_interval(steps)
     write_json(run_dir / "config.json", {"losses": list(losses), "weights": WEIGHTS, "steps": steps,
                                          "minutes": minutes, "batch_size": batch_size, "lr": LR,
                                          "d_lr": D_LR, "window": list(samples.shape),
@@ -414,7 +414,6 @@ def write_samples(path: Path, model, samples: MouthSamples, dev, count: int = 6)
 
 
 def _write_curve(path: Path, history: list) -> None:
-    from avatar.render.train import write_curve
     write_curve(path, [h[:2] for h in history])
 
 

@@ -100,3 +100,20 @@ def test_face_renderer_changes_only_the_lower_face(trained):
     assert np.array_equal(out, again)
     single = renderer.render(meshes[1:2], frames[1:2], track.crop_boxes[1:2])
     assert np.abs(single[0].astype(int) - out[1]).max() <= 1                   # batch-independent
+
+
+def test_checkpoint_interval_scales_with_the_run(person, tmp_path):
+    """Issue 14 case 14: a 40-step run checkpoints every 10 steps, not every 100."""
+    import json
+    from safetensors import safe_open
+    from avatar.render.train import checkpoint_interval
+    assert checkpoint_interval(40) == 10 and checkpoint_interval(3000) == 100
+    assert checkpoint_interval(None) == 100 and checkpoint_interval(5) == 10
+    run = tmp_path / "run"
+    folder = tmp_path / "p"
+    shutil.copytree(person, folder)
+    train_renderer(folder, minutes=0, steps=12, device="cpu", run_dir=run, crop_size=CROP,
+                   batch_size=2, progress=False, model_config=SMALL, mouth_stage_steps=0)
+    assert read_json(run / "config.json")["checkpoint_every"] == 10
+    with safe_open(str(run / "checkpoint.safetensors"), "pt") as f:
+        assert json.loads(f.metadata()["state"])["step"] == 12
