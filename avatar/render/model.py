@@ -34,6 +34,7 @@ class RendererConfig:
     mouth_texture_channels: int = 8
     teeth: bool = True                           # rigid teeth arches in the second stage
     source_detail: bool = True                   # second stage sees a real frame's pixels moved onto the mesh
+    detail_transfer: float = 1.0                 # and adds their fine detail (grain, pores) at this strength
 
     @property
     def band_top(self) -> int:

@@ -16,8 +16,9 @@ import torch.nn.functional as F
 
 from avatar.errors import AvatarError
 from avatar.face.mesh import LIPS_OUTER, canonical_mesh
-from avatar.render.compose import (band_masks, crop_band, crop_window, mouth_alpha, mouth_origins,
-                                   paste_band, paste_window, to_crop_pixels, to_window_pixels)
+from avatar.render.compose import (band_masks, box_mean, crop_band, crop_window, mouth_alpha,
+                                   mouth_origins, paste_band, paste_window, to_crop_pixels,
+                                   to_window_pixels)
 from avatar.render.model import DeferredRenderer
 from avatar.render.mouth import N_RING, patch_vertices, with_mouth_patch
 from avatar.render.raster import interpolate, rasterize
@@ -37,6 +38,7 @@ def pick_device(device: str = "auto") -> torch.device:
 
 
 SOURCE_PAD = 16       # pixels the source frame's window reaches past the lips window
+DETAIL_RADIUS = 3     # a source frame's fine detail: itself minus a (2r+1)^2 box blur applied twice
 
 
 @functools.lru_cache(maxsize=4)
@@ -120,11 +122,13 @@ def mouth_geometry(model: DeferredRenderer, vertices_window: torch.Tensor, h: in
 
 
 def source_detail(model: DeferredRenderer, raster: WindowRaster, source_vertices: torch.Tensor,
-                  source: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+                  source: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The real pixels of a source frame moved onto the window's geometry: every skin or lip
     pixel of the window takes the source pixel where the same point of the face is (same
     triangle, same barycentrics). source_vertices [B, 468, 3] in the source window's pixels,
-    source [B, 3, hs, ws] in [0, 1] -> (warped [B, 3, h, w], valid [B, 1, h, w])."""
+    source [B, 3, hs, ws] in [0, 1] -> (warped [B, 3, h, w] (bilinear), its fine detail
+    [B, 3, h, w] (nearest pixels, high-passed: resampling would blur the grain away), valid
+    [B, 1, h, w])."""
     faces, n_surface = window_topology(model.config)
     b, hs, ws = source.shape[0], source.shape[2], source.shape[3]
     n_attr = int(faces.max()) + 1
@@ -133,9 +137,11 @@ def source_detail(model: DeferredRenderer, raster: WindowRaster, source_vertices
     pos = interpolate(_frags(raster), torch.as_tensor(faces, device=source.device), attr)
     grid = torch.stack([pos[..., 0] / ws * 2 - 1, pos[..., 1] / hs * 2 - 1], -1)
     warped = F.grid_sample(source, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    picked = F.grid_sample(source, grid, mode="nearest", padding_mode="border", align_corners=False)
+    fine = picked - box_mean(box_mean(picked, DETAIL_RADIUS), DETAIL_RADIUS)
     inside = (grid.abs() < 1).all(-1)
-    valid = raster.mask & (raster.face < n_surface) & (raster.face >= 0) & inside
-    return warped, valid[:, None].to(source.dtype)
+    valid = (raster.mask & (raster.face < n_surface) & (raster.face >= 0) & inside)[:, None].to(source.dtype)
+    return warped, fine, valid
 
 
 def _frags(raster: WindowRaster):
@@ -153,15 +159,17 @@ def render_mouth(model: DeferredRenderer, vertices_window: torch.Tensor, window:
     whose detail the second stage may move onto this geometry (say: the target frame itself)."""
     h, w = window.shape[2], window.shape[3]
     raster = raster if raster is not None else mouth_geometry(model, vertices_window, h, w)
+    detail, fine = None, None
     if model.config.source_detail:
-        if source is None:
-            detail = (torch.zeros_like(window), torch.zeros_like(window[:, :1]))
-        else:
-            detail = source_detail(model, raster, source[0], source[1])
-    else:
-        detail = None
+        detail = (torch.zeros_like(window), torch.zeros_like(window[:, :1]))
+        if source is not None:
+            warped, fine, valid = source_detail(model, raster, source[0], source[1])
+            detail = (warped, valid)
+            fine = fine * -F.max_pool2d(-valid, 5, 1, 2)         # not near the mouth opening
     net = (model.mouth(window * 2 - 1, raster.feats.to(window.dtype), raster.uv.to(window.dtype),
                        raster.mask, detail) + 1) / 2
+    if fine is not None and model.config.detail_transfer:
+        net = net + model.config.detail_transfer * fine
     alpha = mouth_alpha(vertices_window, h, w)
     return MouthResult(window * (1 - alpha) + net * alpha, net, alpha, raster.mask)
 

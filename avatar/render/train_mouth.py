@@ -32,7 +32,7 @@ from avatar.render.metrics import MouthScores, mouth_box
 from avatar.render.model import DeferredRenderer
 from avatar.render.renderer import FaceRenderer, WindowRaster, mouth_geometry, render_mouth
 from avatar.render.store import load_checkpoint, save_checkpoint
-from avatar.render.train import checkpoint_interval, ssim_torch, write_curve
+from avatar.render.train import checkpoint_interval, lr_scale, ssim_torch, write_curve
 
 LOSSES = ("l1", "ssim", "laplacian", "gan")
 WEIGHTS = {"l1": 1.0, "ssim": 0.5, "laplacian": 1.0, "gan": 0.05, "feature_matching": 1.0}
@@ -256,7 +256,7 @@ def train_mouth_stage(model: DeferredRenderer, samples: MouthSamples, run_dir: P
     start, elapsed0, window_losses = time.time(), state["elapsed_s"], []
     model.train()
     while state["step"] < steps and elapsed0 + time.time() - start < budget:
-        scale = _lr_scale(state["step"] / steps)
+        scale = lr_scale(state["step"] / steps)
         for g in opt.param_groups:
             g["lr"] = g["base_lr"] * scale
         rng = np.random.default_rng([11, state["step"]])
@@ -296,13 +296,6 @@ def _optimizer(model: DeferredRenderer) -> torch.optim.AdamW:
     if texture:
         groups.append({"params": texture, "lr": TEXTURE_LR, "base_lr": TEXTURE_LR, "weight_decay": 0.0})
     return torch.optim.AdamW(groups, betas=(0.9, 0.99))
-
-
-def _lr_scale(progress: float) -> float:
-    if progress < 0.6:
-        return 1.0
-    t = min(1.0, (progress - 0.6) / 0.4)
-    return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * t))
 
 
 def _disc_step(disc, d_opt, first, real, fake) -> None:

@@ -1,6 +1,5 @@
 """The lips window (second stage at frame resolution), its losses and the mouth-box metrics."""
 import shutil
-from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -13,7 +12,7 @@ from avatar.render.gan import PatchDiscriminator, feature_matching, hinge_d, hin
 from avatar.render.metrics import MouthScores, mouth_box, mouth_frame_scores
 from avatar.render.model import RendererConfig
 from avatar.render.renderer import FaceRenderer
-from avatar.render.store import load_checkpoint, load_weights
+from avatar.render.store import load_weights
 from avatar.render.synthetic import make_synthetic_person
 from avatar.render.train import train_renderer
 from avatar.render.train_mouth import (person_mouth_samples, train_mouth_stage, window_geometry,
@@ -186,7 +185,7 @@ def test_source_detail_moves_real_pixels_by_the_mesh(person_with_first_stage):
     window = torch.from_numpy(samples.real[:2]).permute(0, 3, 1, 2).float() / 255   # padded
     verts = torch.from_numpy(samples.vertices[:2])
     raster = mouth_geometry(model, verts, window.shape[2], window.shape[3])
-    warped, valid = source_detail(model, raster, verts, window)
+    warped, _, valid = source_detail(model, raster, verts, window)
     inner = valid[:, :, p:-p, p:-p] > 0
     assert inner.float().mean() > 0.3
     diff = (warped - window)[:, :, p:-p, p:-p].abs().amax(1, keepdim=True)[inner]
@@ -194,7 +193,7 @@ def test_source_detail_moves_real_pixels_by_the_mesh(person_with_first_stage):
     shifted = torch.roll(window, shifts=(3, 3), dims=(2, 3))
     moved = verts.clone()
     moved[..., :2] += 3
-    back, valid2 = source_detail(model, raster, moved, shifted)
+    back, _, valid2 = source_detail(model, raster, moved, shifted)
     inner2 = valid2[:, :, p:-p, p:-p] > 0
     assert float((back - window)[:, :, p:-p, p:-p].abs().amax(1, keepdim=True)[inner2].median()) < 0.02
     patch = (raster.face >= 0) & ~(valid[:, 0] > 0) & raster.mask
