@@ -35,6 +35,9 @@ from avatar.render.store import load_checkpoint, save_checkpoint
 from avatar.render.train import checkpoint_interval, lr_scale, ssim_torch, write_curve
 
 LOSSES = ("l1", "ssim", "laplacian", "gan")
+# the shipped default: the patch GAN cost mouth PSNR and, once the source frame's detail is
+# moved in, added no detail a viewer sees (docs/BENCHMARKS.md, "Renderer: the lips window")
+DEFAULT_LOSSES = ("l1", "ssim", "laplacian")
 WEIGHTS = {"l1": 1.0, "ssim": 0.5, "laplacian": 1.0, "gan": 0.05, "feature_matching": 1.0}
 LR, TEXTURE_LR, D_LR = 1e-3, 5e-3, 2e-4
 MAX_LIPS_PX = 112          # lips wider than this (frame pixels) are taken down to it
@@ -224,7 +227,7 @@ def generator_loss(res, real, window, disc, losses, ssim_fn) -> tuple[torch.Tens
 
 
 def train_mouth_stage(model: DeferredRenderer, samples: MouthSamples, run_dir: Path, *,
-                      steps: int, minutes: float = 0.0, losses=LOSSES, batch_size: int = 8,
+                      steps: int, minutes: float = 0.0, losses=DEFAULT_LOSSES, batch_size: int = 8,
                       device: str | torch.device = "cpu", checkpoint_every: int | None = None,
                       progress: bool = True) -> dict:
     """Train model.mouth (the rest frozen) on the trainable frames before holdout_start;

@@ -15,7 +15,7 @@ from avatar.render.renderer import FaceRenderer
 from avatar.render.store import load_weights
 from avatar.render.synthetic import make_synthetic_person
 from avatar.render.train import train_renderer
-from avatar.render.train_mouth import (person_mouth_samples, train_mouth_stage, window_geometry,
+from avatar.render.train_mouth import (LOSSES, person_mouth_samples, train_mouth_stage, window_geometry,
                                        with_mouth_stage)
 
 SMALL = RendererConfig(texture_size=64, texture_levels=2, channels=(8, 12, 16, 16),
@@ -140,7 +140,7 @@ def test_second_stage_trains_two_steps_resumes_and_leaves_the_first_stage_alone(
     model = with_mouth_stage(base, samples.shape, samples.scale)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     run = tmp_path / "run2"
-    m = train_mouth_stage(model, samples, run, steps=2, progress=False)
+    m = train_mouth_stage(model, samples, run, steps=2, losses=LOSSES, progress=False)
     after = model.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before if not k.startswith("mouth."))
     assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith("mouth."))
@@ -149,7 +149,7 @@ def test_second_stage_trains_two_steps_resumes_and_leaves_the_first_stage_alone(
     for name in ("checkpoint.safetensors", "discriminator.safetensors", "samples.png", "metrics.json"):
         assert (run / name).stat().st_size > 0, name
     again = with_mouth_stage(base, samples.shape, samples.scale)
-    m2 = train_mouth_stage(again, samples, run, steps=3, progress=False)
+    m2 = train_mouth_stage(again, samples, run, steps=3, losses=LOSSES, progress=False)
     assert m2["step"] == 3
 
 
