@@ -87,7 +87,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
     from avatar.audio.features import FEATURE_DIMS
-    from avatar.expression.checkpoint import load_audio2expr, save_audio2expr
+    from avatar.expression.checkpoint import closed_pose_z, load_audio2expr, save_audio2expr
     from avatar.expression.data import build_variants, find_clips, silence_features
     from avatar.expression.model import NetConfig
     from avatar.expression.train import TrainConfig, fit_normalizer, fit_prior, screen_clips
@@ -173,7 +173,8 @@ def run(args: argparse.Namespace) -> int:
     save_audio2expr(args.out, net, args.features, normalizer.mean, normalizer.std, extra,
                     rest_z=normalizer.rest, silence_gate_db=args.silence_gate_db, prior=prior,
                     articulation=articulation, feature_norm=feature_norm, output_gain=args.output_gain,
-                    closure=closure)
+                    closure=closure,
+                    closed_z=closed_pose_z(normalizer.mean, normalizer.std, normalizer.rest) if closure else None)
     model = load_audio2expr(args.out)
     metrics = evaluate_clips(model, test, run_dir / "heldout_curves.png", "held-out speakers")
     metrics["training_clips_in_sample"] = evaluate_clips(model, train, run_dir / "train_curves.png",

@@ -107,7 +107,7 @@ class Audio2Expression:
         z = z * self.output_gain
         if self.gate_db is not None:
             gate = speech_gate(feats, fps, n_frames, float(self.gate_db))[:, None]
-            z = gate * z + (1.0 - gate) * self.rest_z[None]
+            z = gate * z + (1.0 - gate) * (self.closed_z if self.closure else self.rest_z)[None]
         if self.closure and closure_phones:
             m = closure_mask(closure_phones, fps, n_frames, float(self.closure.get("lead_s", 0.0)))[:, None]
             z = (1.0 - m) * z + m * self.closed_z[None]
@@ -147,11 +147,24 @@ def whisper_part(feats: SpeechFeatures) -> SpeechFeatures:
 
 
 BILABIAL_LABELS = frozenset({"P", "B", "M", "p", "b", "m"})
+# blendshapes that part the lips: zero in the closed pose (p/b/m, silence)
+OPENING_SHAPES = ("jawOpen", "mouthFunnel", "mouthPucker", "mouthLowerDownLeft", "mouthLowerDownRight",
+                  "mouthUpperUpLeft", "mouthUpperUpRight", "mouthStretchLeft", "mouthStretchRight")
+
+
+def closed_pose_z(mean: np.ndarray, std: np.ndarray, rest_z: np.ndarray) -> np.ndarray:
+    """The rest pose (z units over MOUTH_BLENDSHAPES) with every lip-parting blendshape at weight 0."""
+    z = np.asarray(rest_z, np.float32).copy()
+    for k, i in enumerate(MOUTH_BLENDSHAPES):
+        if BLENDSHAPE_NAMES[i] in OPENING_SHAPES:
+            z[k] = -mean[i] / max(float(std[i]), 1e-6)
+    return z
 
 
 def closure_mask(phones, fps: float, n_frames: int, lead_s: float = 0.0) -> np.ndarray:
-    """[n_frames] 1 at frames whose time (+ lead_s) falls inside a p/b/m phone, 0.5 one frame
-    either side (each phone closes at least its nearest frame), else 0."""
+    """[n_frames] 1 at frames whose time (+ lead_s) falls inside a p/b/m phone and at the frame
+    before it (the lips close before the release), 0.5 at the frame after, else 0; a phone shorter
+    than a frame closes its nearest frame and the one before."""
     mask = np.zeros(n_frames, np.float32)
     for p in phones:
         if p.phoneme not in BILABIAL_LABELS:
@@ -160,15 +173,14 @@ def closure_mask(phones, fps: float, n_frames: int, lead_s: float = 0.0) -> np.n
         hi = int(np.floor((p.end_s - lead_s) * fps + 1e-9))
         if hi < lo:                                     # shorter than a frame: its nearest frame
             lo = hi = int(round(((p.start_s + p.end_s) / 2 - lead_s) * fps))
-        for t, v in ((lo - 1, 0.5), (hi + 1, 0.5)):
-            if 0 <= t < n_frames:
-                mask[t] = max(mask[t], v)
-        mask[max(lo, 0):min(hi + 1, n_frames)] = 1.0
+        if 0 <= hi + 1 < n_frames:
+            mask[hi + 1] = max(mask[hi + 1], 0.5)
+        mask[max(lo - 1, 0):min(hi + 1, n_frames)] = 1.0
     return mask
 
 
 def speech_gate(feats: SpeechFeatures, fps: float, n_frames: int, below_db: float,
-                hold_s: float = 0.06) -> np.ndarray:
+                hold_s: float = 0.03) -> np.ndarray:
     """[n_frames] in [0, 1]: 1 where there is speech within +-hold_s of the frame, ramped.
     Speech = louder than `below_db` under the 90th-percentile level and than SILENCE_FLOOR_DB."""
     db = loudness_db(feats)

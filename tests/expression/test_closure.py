@@ -60,8 +60,8 @@ def test_closure_mask_marks_bilabial_frames():
     phones = (PhonemeTiming("SIL", 0.0, 0.4), PhonemeTiming("p", 0.4, 0.5), PhonemeTiming("a", 0.5, 0.8),
               PhonemeTiming("B", 0.905, 0.915))
     m = closure_mask(phones, FPS, 30)
-    assert (m[10:13] == 1).all() and m[9] == 0.5 and m[13] == 0.5      # 0.40-0.50 s = frames 10-12
-    assert m[23] == 1.0                              # a 10 ms phone still closes its nearest frame
+    assert (m[9:13] == 1).all() and m[13] == 0.5     # 0.40-0.50 s = frames 10-12, and the one before
+    assert m[22] == m[23] == 1.0                     # a 10 ms phone still closes its nearest frame
     assert m[:9].max() == 0 and m[15:21].max() == 0
     early = closure_mask(phones, FPS, 30, lead_s=0.08)
-    assert early[8] == 1.0 and early[12] < 1.0       # read 80 ms ahead: two frames earlier
+    assert early[7] == 1.0 and early[12] < 1.0       # read 80 ms ahead: two frames earlier
