@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from avatar.face.mesh import LIPS_OUTER
 
 NOSE_TIP = 1
+MOUTH_ALPHA_PAD = 0.45     # the lips window replaces the lips box grown by this share of the lips width
 
 
 def to_crop_pixels(meshes_frame: np.ndarray, boxes: np.ndarray, size: int) -> np.ndarray:
@@ -179,12 +180,12 @@ def to_window_pixels(meshes_frame: np.ndarray, origins: np.ndarray, scale: float
 
 
 def mouth_alpha(vertices_window: torch.Tensor, h: int, w: int) -> torch.Tensor:
-    """[B, 1, h, w] compositing weight of the second stage: 1 on the lips' box grown by a fifth
+    """[B, 1, h, w] compositing weight of the second stage: 1 on the lips box grown by MOUTH_ALPHA_PAD
     of the lips' width on every side, feathered over a sixteenth of the window width, and 0 at
     the window's border."""
     lips = vertices_window[:, list(LIPS_OUTER), :2]
     lo, hi = lips.amin(1), lips.amax(1)
-    pad = 0.2 * (hi[:, :1] - lo[:, :1])
+    pad = MOUTH_ALPHA_PAD * (hi[:, :1] - lo[:, :1])
     feather = max(2, w // 16)
     xs = torch.arange(w, device=lips.device, dtype=lips.dtype) + 0.5
     ys = torch.arange(h, device=lips.device, dtype=lips.dtype) + 0.5
