@@ -35,7 +35,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from avatar.errors import AvatarError
-from avatar.io.files import read_text
+from avatar.io.files import exclusive_lock, read_text
 from avatar.io.person import check_person_name, person_dir
 from avatar.synthesis import SaySettings, settings_from, speakable_text
 
@@ -330,18 +330,10 @@ class BatchSummary:
 
 @contextlib.contextmanager
 def batch_lock(out_dir: Path):
-    import fcntl
     out_dir.mkdir(parents=True, exist_ok=True)
-    fd = os.open(out_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise AvatarError(f"another batch is writing to {out_dir}; wait for it to finish or "
-                              "choose another --out") from None
+    with exclusive_lock(out_dir / LOCK_NAME, f"another batch is writing to {out_dir}; wait for it "
+                        "to finish or choose another --out"):
         yield
-    finally:
-        os.close(fd)
 
 
 def remove_stale_temp_files(out_dir: Path) -> int:

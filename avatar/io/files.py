@@ -203,3 +203,19 @@ def check_shape(arrays: Mapping[str, np.ndarray], name: str, shape: tuple, where
                           "the file is damaged or from another version")
     if np.issubdtype(arrays[name].dtype, np.floating) and not np.isfinite(arrays[name]).all():
         raise AvatarError(f"{where}: tensor '{name}' holds NaN or inf values; the file is damaged")
+
+
+@contextlib.contextmanager
+def exclusive_lock(path: str | os.PathLike, busy: str) -> Iterator[None]:
+    """Hold an exclusive advisory lock on `path` (created if missing) for the block; if another
+    process holds it, AvatarError(busy) at once (no waiting)."""
+    import fcntl
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise AvatarError(busy) from None
+        yield
+    finally:
+        os.close(fd)

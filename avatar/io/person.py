@@ -35,8 +35,8 @@ from pathlib import Path
 import numpy as np
 
 from avatar.errors import AvatarError
-from avatar.io.files import (atomic_output, load_arrays, read_json, remove_stale_temps, save_arrays,
-                             sha256_file, write_json)
+from avatar.io.files import (atomic_output, exclusive_lock, load_arrays, read_json,
+                             remove_stale_temps, save_arrays, sha256_file, write_json)
 from avatar.types import N_BLENDSHAPES, N_LANDMARKS, FaceTrack, HeadPoses, PersonFaceModel
 
 FORMAT_VERSION = 1
@@ -347,19 +347,11 @@ def staging_dir(final: str | os.PathLike) -> Path:
 @contextlib.contextmanager
 def building(root: str | os.PathLike, name: str):
     """Hold the lock of person `name` under `root` while it is built (one builder at a time)."""
-    import fcntl
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
-    fd = os.open(root / f".{name}.lock", os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise AvatarError(f"another train-person is building person '{name}' in {root}; wait "
-                              "for it to finish") from None
+    with exclusive_lock(root / f".{name}.lock", f"another train-person is building person "
+                        f"'{name}' in {root}; wait for it to finish"):
         yield
-    finally:
-        os.close(fd)
 
 
 def clean_trash(root: str | os.PathLike) -> None:
