@@ -36,13 +36,6 @@ def to_crop_pixels(meshes_frame: np.ndarray, boxes: np.ndarray, size: int) -> np
     return out
 
 
-def band_matrix(box, size: int, top: int) -> np.ndarray:
-    """2x3 affine matrix from frame pixels to band pixels."""
-    x0, y0, x1, _ = [float(v) for v in box]
-    s = size / (x1 - x0)
-    return np.array([[s, 0, -x0 * s], [0, s, -y0 * s - top]], np.float32)
-
-
 def crop_band(frame: np.ndarray, box, size: int, top: int) -> np.ndarray:
     """Rows top..size of the size x size crop of `box` (edges replicated outside the frame)."""
     x0, y0, x1, _ = [float(v) for v in box]
