@@ -13,7 +13,9 @@ from dataclasses import dataclass
 
 import torch
 
-BUCKETS = (4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048)   # bounding-box sides tried in turn
+BUCKETS = (4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024, 2048)
+# bounding-box sides tried in turn: steps of 1.5-1.33x, so a triangle tests at most ~2.25x the
+# pixels of its box (powers of two: up to 4x)
 MAX_CANDIDATES = 1 << 23    # pixel tests per chunk (memory bound)
 EPS = 1e-6                  # pixels this close outside an edge count as inside (no cracks)
 
