@@ -179,8 +179,10 @@ class FaceRenderer:
 
     def __init__(self, model: DeferredRenderer, device: torch.device):
         self.model = model.to(device).eval()
-        if self.model.texture is not None:
-            self.model.texture.freeze()
+        textures = [self.model.texture, self.model.mouth.texture if self.model.mouth is not None else None]
+        for texture in textures:
+            if texture is not None:
+                texture.freeze()
         self.device = device
         self.config = model.config
 
