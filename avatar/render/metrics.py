@@ -91,7 +91,10 @@ def mouth_frame_scores(rendered: np.ndarray, real: np.ndarray, box) -> dict | No
     if x1 - x0 < 8 or y1 - y0 < 4:
         return None
     a, b = rendered[y0:y1, x0:x1], real[y0:y1, x0:x1]
-    ga, gb = grey(a), grey(b)
+    return _box_scores(a, b, grey(a), grey(b))
+
+
+def _box_scores(a: np.ndarray, b: np.ndarray, ga: np.ndarray, gb: np.ndarray) -> dict:
     lap_b, hf_b = laplacian_variance(gb), high_frequency_share(gb)
     return {"detail": laplacian_variance(ga) / lap_b if lap_b > 0 else None,
             "hf": high_frequency_share(ga) / hf_b if hf_b > 0 else None,
@@ -114,18 +117,18 @@ class MouthScores:
         self._prev: tuple[np.ndarray, np.ndarray] | None = None
 
     def add(self, rendered: np.ndarray, real: np.ndarray, box) -> None:
-        s = mouth_frame_scores(rendered, real, box)
-        if s is None:
+        x0, y0, x1, y1 = box
+        if x1 - x0 < 8 or y1 - y0 < 4:
             self._prev = None
             return
+        crop_a, crop_b = rendered[y0:y1, x0:x1], real[y0:y1, x0:x1]
+        a, b = grey(crop_a), grey(crop_b)
+        s = _box_scores(crop_a, crop_b, a, b)
         if s["detail"] is not None:
             self.detail.append(s["detail"])
         if s["hf"] is not None:
             self.hf.append(s["hf"])
-        x0, y0, x1, y1 = box
-        a = grey(rendered[y0:y1, x0:x1])
-        b = grey(real[y0:y1, x0:x1])
-        self.sq += float(((rendered[y0:y1, x0:x1].astype(np.float64) - real[y0:y1, x0:x1]) ** 2).sum())
+        self.sq += float(((crop_a.astype(np.float64) - crop_b) ** 2).sum())
         self.n_px += a.size * 3
         if self._prev is not None:
             pa, pb = self._prev

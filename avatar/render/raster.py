@@ -69,9 +69,10 @@ def rasterize(vertices: torch.Tensor, faces: torch.Tensor, uvs: torch.Tensor,
                      bary.view(*shape, 3))
 
 
-def interpolate(fragments: Fragments, faces: torch.Tensor, attributes: torch.Tensor) -> torch.Tensor:
+def interpolate(fragments, faces: torch.Tensor, attributes: torch.Tensor) -> torch.Tensor:
     """Per-vertex attributes [B, V, C] (one set per batch element) -> [B, H, W, C] at every
-    pixel, interpolated with the fragments' barycentrics (0 where no triangle)."""
+    pixel, interpolated with the barycentrics of `fragments` (anything with Fragments' face,
+    bary and mask, e.g. the renderer's WindowRaster; 0 where no triangle)."""
     b, h, w = fragments.face.shape
     face = fragments.face.clamp(min=0).reshape(b, -1)                    # [B, N]
     corners = faces.to(face.device)[face]                                # [B, N, 3]

@@ -134,7 +134,7 @@ def source_detail(model: DeferredRenderer, raster: WindowRaster, source_vertices
     n_attr = int(faces.max()) + 1
     attr = torch.zeros(b, n_attr, 2, device=source.device, dtype=source.dtype)
     attr[:, :468] = source_vertices[:, :, :2]
-    pos = interpolate(_frags(raster), torch.as_tensor(faces, device=source.device), attr)
+    pos = interpolate(raster, torch.as_tensor(faces, device=source.device), attr)
     grid = torch.stack([pos[..., 0] / ws * 2 - 1, pos[..., 1] / hs * 2 - 1], -1)
     warped = F.grid_sample(source, grid, mode="bilinear", padding_mode="border", align_corners=False)
     picked = F.grid_sample(source, grid, mode="nearest", padding_mode="border", align_corners=False)
@@ -142,11 +142,6 @@ def source_detail(model: DeferredRenderer, raster: WindowRaster, source_vertices
     inside = (grid.abs() < 1).all(-1)
     valid = (raster.mask & (raster.face < n_surface) & (raster.face >= 0) & inside)[:, None].to(source.dtype)
     return warped, fine, valid
-
-
-def _frags(raster: WindowRaster):
-    from avatar.render.raster import Fragments
-    return Fragments(raster.uv, raster.mask, raster.mask.float(), raster.face, raster.bary)
 
 
 def render_mouth(model: DeferredRenderer, vertices_window: torch.Tensor, window: torch.Tensor,
