@@ -134,9 +134,6 @@ def evaluate_clip(folder: Path, video: Path, *, drive: str = "tracked", out_vide
     return result
 
 
-SOURCE_OFFSET = 15     # frames between a rendered frame and the frame its lips detail comes from
-
-
 def _render_and_measure(renderer, video, track, meshes, start, out_video, batch, progress,
                         own_meshes=None) -> dict:
     """own_meshes: the clip's frames' own meshes (tracked expressions); the lips window moves
@@ -145,6 +142,7 @@ def _render_and_measure(renderer, video, track, meshes, start, out_video, batch,
     from tqdm import tqdm
 
     from avatar.render.metrics import LipLandmarks, MouthScores
+    from avatar.render.train_mouth import SOURCE_OFFSET
     from avatar.video.reader import VideoReader
 
     # decode from the first frame and skip: ffmpeg's select filter (VideoReader start_frame)

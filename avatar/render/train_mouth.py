@@ -154,6 +154,7 @@ def with_mouth_stage(base: DeferredRenderer, shape, scale: float) -> DeferredRen
 
 
 SOURCE_REACH = 45          # frames a training sample's detail source may be away from it
+SOURCE_OFFSET = 15         # evaluation: frames between a rendered frame and its detail source
 NO_SOURCE = 0.2            # share of training samples without a source (say without frame meshes)
 
 
@@ -200,20 +201,20 @@ def pick_sources(rng: np.random.Generator, idx: np.ndarray, allowed: np.ndarray)
     return out
 
 
-def eval_sources(idx: np.ndarray, n: int, offset: int = 15) -> np.ndarray:
+def eval_sources(idx: np.ndarray, n: int, offset: int = SOURCE_OFFSET) -> np.ndarray:
     """For evaluation: each frame's detail comes from `offset` frames earlier (later for the
     first ones), never from the frame compared with."""
     back = idx - offset
     return np.where(back >= idx.min(), back, np.minimum(idx + offset, n - 1))
 
 
-def generator_loss(res, real, window, disc, losses, ssim_fn) -> tuple[torch.Tensor, dict]:
+def generator_loss(res, real, window, disc, losses) -> tuple[torch.Tensor, dict]:
     alpha = res.alpha
     terms = {}
     if "l1" in losses:
         terms["l1"] = (alpha * (res.output - real).abs()).sum() / (alpha.sum() * 3).clamp(min=1)
     if "ssim" in losses:
-        terms["ssim"] = 1 - ssim_fn(res.output, real)
+        terms["ssim"] = 1 - ssim_torch(res.output, real)
     if "laplacian" in losses:
         terms["laplacian"] = laplacian_l1(res.output, real, alpha)
     if "gan" in losses:
@@ -269,7 +270,7 @@ def train_mouth_stage(model: DeferredRenderer, samples: MouthSamples, run_dir: P
         res = render_mouth(model, verts, first, raster, source)
         if disc is not None:
             _disc_step(disc, d_opt, first, real, res.output.detach())
-        loss, terms = generator_loss(res, real, first, disc, losses, ssim_torch)
+        loss, terms = generator_loss(res, real, first, disc, losses)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
