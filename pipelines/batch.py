@@ -36,7 +36,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args) -> int:
     from pathlib import Path
 
-    from avatar.batch import JobsFileError, check_outputs, parse_jobs, print_bad_lines, run_batch
+    from pipelines.runner import JobsFileError, check_outputs, parse_jobs, print_bad_lines, run_batch
     from avatar.errors import AvatarError
 
     if not 1 <= args.workers <= max(1, 4 * (os.cpu_count() or 1)):

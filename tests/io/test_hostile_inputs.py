@@ -313,7 +313,7 @@ def test_case17_user_persons_live_in_avatar_home(tmp_path, face_video, monkeypat
 
 
 def test_case11_batch_text_naming_a_file_is_refused_text_file_read(named, tmp_path, capsys):
-    from avatar.batch import JobsFileError, parse_jobs
+    from pipelines.runner import JobsFileError, parse_jobs
     (tmp_path / "notes.txt").write_text("Good morning everyone.")
     jobs = tmp_path / "jobs.jsonl"
     jobs.write_text('{"id": "a", "text": "notes.txt"}\n{"id": "b", "text_file": "notes.txt"}\n')

@@ -4,7 +4,7 @@ import json
 import pytest
 
 import avatar.io.person as person_io
-from avatar.batch import (JobsFileError, Job, append_status, is_done, parse_jobs, read_status,
+from pipelines.runner import (JobsFileError, Job, append_status, is_done, parse_jobs, read_status,
                           remove_stale_temp_files)
 from avatar.errors import AvatarError
 

@@ -16,6 +16,18 @@ Every line is checked before any work starts and all bad lines are reported with
 `<out>/status.jsonl` gets one line per finished job (appended by the parent process only, then
 fsync'ed). A re-run skips jobs recorded as done (same job spec, output still there), adopts
 finished outputs a kill prevented from being recorded, retries failed jobs and redoes nothing else.
+
+The guarantees live in separate functions so another engine (e.g. a Ray cluster) can keep them
+while scheduling jobs its own way:
+
+    jobs = parse_jobs("jobs.jsonl", default_person="demo")    # every line checked, or JobsFileError
+    with batch_lock(out):                                      # one writer per output folder
+        plan = plan_batch(jobs, out)                           # skipped / recovered / todo
+        for job in plan.todo:
+            record = run_job(job, str(out), device)            # in any process; never raises
+            record_result(out, job, record, plan.summary)      # status.jsonl, from one process
+
+`run_batch` is that loop on a local process pool.
 """
 from __future__ import annotations
 
@@ -366,27 +378,57 @@ def check_outputs(jobs: list[Job], out_dir: Path, overwrite: bool = False) -> No
                             fix="rename those files or pass --overwrite")
 
 
+@dataclass
+class BatchPlan:
+    """What a run has to do: `todo` jobs to run; the others are already in `summary`."""
+    todo: list[Job]
+    summary: BatchSummary
+
+
+def plan_batch(jobs: list[Job], out_dir: Path) -> BatchPlan:
+    """Call under batch_lock: removes temp files of killed runs, skips jobs recorded as done,
+    records (in status.jsonl) jobs whose complete outputs a kill kept from being recorded."""
+    summary = BatchSummary()
+    remove_stale_temp_files(out_dir)
+    status = read_status(out_dir)
+    todo = []
+    for job in jobs:
+        if is_done(job, out_dir, status):
+            summary.skipped.append(job.id)
+        elif (record := recover_finished(job, out_dir)) is not None:
+            append_status(out_dir, record)
+            summary.recovered.append(job.id)
+        else:
+            todo.append(job)
+    return BatchPlan(todo, summary)
+
+
+def record_result(out_dir: Path, job: Job, record: dict, summary: BatchSummary) -> None:
+    """Append a finished job's status record (one process only) and count it in `summary`."""
+    append_status(out_dir, record)
+    if record["status"] == "done":
+        summary.done.append(job.id)
+    else:
+        summary.failed[job.id] = record["error"]
+        tqdm.write(f"job {job.id} (line {job.line}) failed: {record['error']}")
+
+
+def worker_died(job: Job, error: BaseException) -> dict:
+    """The status record of a job whose worker process died (killed, out of memory)."""
+    return {"id": job.id, "status": "failed",
+            "error": f"worker process died ({type(error).__name__}); run again to retry"}
+
+
 def run_batch(jobs: list[Job], out_dir: str | Path, workers: int = 1, device: str = "cpu",
               progress: bool = True, audio2expr: str | None = None,
               overwrite: bool = False) -> BatchSummary:
     out_dir = Path(out_dir)
-    summary = BatchSummary()
     check_outputs(jobs, out_dir, overwrite)
     with batch_lock(out_dir):
-        remove_stale_temp_files(out_dir)
-        status = read_status(out_dir)
-        todo = []
-        for job in jobs:
-            if is_done(job, out_dir, status):
-                summary.skipped.append(job.id)
-            elif (record := recover_finished(job, out_dir)) is not None:
-                append_status(out_dir, record)
-                summary.recovered.append(job.id)
-            else:
-                todo.append(job)
-        if todo:
-            _run_pool(todo, out_dir, workers, device, progress, summary, audio2expr)
-    return summary
+        plan = plan_batch(jobs, out_dir)
+        if plan.todo:
+            _run_pool(plan.todo, out_dir, workers, device, progress, plan.summary, audio2expr)
+    return plan.summary
 
 
 def _run_pool(todo: list[Job], out_dir: Path, workers: int, device: str, progress: bool,
@@ -403,14 +445,8 @@ def _run_pool(todo: list[Job], out_dir: Path, workers: int, device: str, progres
             try:
                 record = future.result()
             except Exception as e:  # the worker process died (killed, out of memory)
-                record = {"id": job.id, "status": "failed",
-                          "error": f"worker process died ({type(e).__name__}); run again to retry"}
-            append_status(out_dir, record)
-            if record["status"] == "done":
-                summary.done.append(job.id)
-            else:
-                summary.failed[job.id] = record["error"]
-                tqdm.write(f"job {job.id} (line {job.line}) failed: {record['error']}")
+                record = worker_died(job, e)
+            record_result(out_dir, job, record, summary)
             bar.update(1)
     bar.close()
 

@@ -1,0 +1,41 @@
+"""The tree's layout rules, checked on the source: the library never imports the jobs, and no
+function of the library, the jobs or the command line is longer than 60 lines."""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+MAX_FUNCTION_LINES = 60
+
+
+def _sources(*folders: str) -> list[Path]:
+    files = []
+    for folder in folders:
+        path = REPO / folder
+        files += sorted(path.rglob("*.py")) if path.is_dir() else [path]
+    return files
+
+
+def _imported_modules(tree: ast.AST) -> list[str]:
+    names = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.append(node.module)
+    return names
+
+
+def test_library_does_not_import_pipelines_or_cli():
+    bad = []
+    for path in _sources("avatar"):
+        for name in _imported_modules(ast.parse(path.read_text(encoding="utf-8"))):
+            if name.split(".")[0] in ("pipelines", "cli", "tests", "bench"):
+                bad.append(f"{path.relative_to(REPO)} imports {name}")
+    assert not bad, bad
+
+
+def test_layout_checks_see_an_import_of_pipelines():
+    tree = ast.parse("def f():\n    from pipelines.say import run\n")
+    assert "pipelines.say" in _imported_modules(tree)
