@@ -16,6 +16,7 @@ COMMANDS = {
     "reenact": ("pipelines.reenact", "drive a person with the expressions of another video"),
     "batch": ("pipelines.batch", "run many say-jobs from a JSONL file, resumable"),
     "train-audio2expr": ("pipelines.train_audio2expr", "train the shared audio-to-expression network"),
+    "ui": ("pipelines.ui", "a local web page for say, fitting a person and batches (needs the ui extra)"),
 }
 
 
