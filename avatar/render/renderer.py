@@ -6,6 +6,7 @@ network, and composite its output over the real band. `FaceRenderer` wraps it fo
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +22,7 @@ from avatar.render.compose import (band_masks, box_mean, crop_band, crop_window,
                                    to_window_pixels)
 from avatar.render.model import DeferredRenderer
 from avatar.render.mouth import N_RING, patch_vertices, with_mouth_patch
-from avatar.render.raster import interpolate, rasterize
+from avatar.render.raster import interpolate, pytorch_only, rasterize
 from avatar.render.teeth import with_teeth
 
 
@@ -172,7 +173,11 @@ def render_mouth(model: DeferredRenderer, vertices_window: torch.Tensor, window:
 class FaceRenderer:
     """A trained person renderer. `render` re-renders the lower face of full frames."""
 
-    def __init__(self, model: DeferredRenderer, device: torch.device):
+    def __init__(self, model: DeferredRenderer, device: torch.device, runtime: str = "torch"):
+        """runtime: how inference runs on a CPU (avatar/render/runtime.py RUNTIMES): "torch" is
+        PyTorch throughout (U-Nets and rasterizer, the code before OpenVINO and numba); the
+        runtime in use is in `self.runtime`."""
+        from avatar.render.runtime import accelerate
         self.model = model.to(device).eval()
         textures = [self.model.texture, self.model.mouth.texture if self.model.mouth is not None else None]
         for texture in textures:
@@ -180,16 +185,17 @@ class FaceRenderer:
                 texture.freeze()
         self.device = device
         self.config = model.config
+        self.runtime = accelerate(self.model, runtime, device)
 
     @staticmethod
-    def load(person_dir: str | Path, device: str = "auto") -> "FaceRenderer":
-        return FaceRenderer.from_file(Path(person_dir) / "renderer.safetensors", device)
+    def load(person_dir: str | Path, device: str = "auto", runtime: str = "auto") -> "FaceRenderer":
+        return FaceRenderer.from_file(Path(person_dir) / "renderer.safetensors", device, runtime)
 
     @staticmethod
-    def from_file(path: str | Path, device: str = "auto") -> "FaceRenderer":
+    def from_file(path: str | Path, device: str = "auto", runtime: str = "auto") -> "FaceRenderer":
         from avatar.render.store import load_weights
         dev = pick_device(device)
-        return FaceRenderer(load_weights(Path(path), "cpu").float(), dev)
+        return FaceRenderer(load_weights(Path(path), "cpu").float(), dev, runtime)
 
     def render(self, meshes_frame_px: np.ndarray, frames: np.ndarray, crop_boxes: np.ndarray,
                frame_meshes: np.ndarray | None = None, source_frames: np.ndarray | None = None) -> np.ndarray:
@@ -199,12 +205,13 @@ class FaceRenderer:
         expressions); with them the lips window moves the frames' real skin and lip detail onto
         the new mouth. source_frames: other frames to take that detail from (evaluation
         takes it from other times of the clip, never from the frame it compares with)."""
-        out = self.first_stage(meshes_frame_px, frames, crop_boxes)
-        if self.model.mouth is None:
-            return out
-        source = None if frame_meshes is None else (
-            np.asarray(frame_meshes, np.float32), frames if source_frames is None else source_frames)
-        return self.refine_mouth(meshes_frame_px, out, source)
+        with contextlib.nullcontext() if self.runtime != "torch" else pytorch_only():
+            out = self.first_stage(meshes_frame_px, frames, crop_boxes)
+            if self.model.mouth is None:
+                return out
+            source = None if frame_meshes is None else (
+                np.asarray(frame_meshes, np.float32), frames if source_frames is None else source_frames)
+            return self.refine_mouth(meshes_frame_px, out, source)
 
     def first_stage(self, meshes_frame_px: np.ndarray, frames: np.ndarray,
                     crop_boxes: np.ndarray) -> np.ndarray:
