@@ -5,6 +5,8 @@ Arrays are numpy (float32 unless noted); every time series carries its rate. Not
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
@@ -149,3 +151,43 @@ class PersonFaceModel:
         """coefficients [T, K] -> canonical meshes [T, V, 3]."""
         offsets = np.tensordot(coefficients, self.basis, axes=(1, 0))
         return (self.mean[None] + offsets).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class Target:
+    """A video of the person the face is rendered into, with its track and head poses."""
+    path: Path
+    track: FaceTrack
+    poses: HeadPoses
+
+    def __len__(self) -> int:
+        return len(self.track)
+
+
+class Renderer(Protocol):
+    """Re-renders the lower face of full frames and composites it in (avatar.render.FaceRenderer)."""
+
+    def render(self, meshes_frame_px: np.ndarray, frames: np.ndarray, crop_boxes: np.ndarray,
+               frame_meshes: np.ndarray | None = None) -> np.ndarray:
+        """meshes [B, 468, 3] in frame pixels, frames [B, H, W, 3] uint8, crop boxes [B, 4],
+        the frames' own meshes (lips detail) -> composited frames [B, H, W, 3] uint8."""
+        ...
+
+
+class Audio2Expr(Protocol):
+    """Speech -> person-independent expressions (avatar.expression.Audio2Expression)."""
+
+    def predict(self, speech: Speech, fps: float) -> Expressions:
+        ...
+
+
+@dataclass(frozen=True)
+class Person:
+    """A loaded person folder: its face model, its target video and its renderer."""
+    name: str
+    folder: Path
+    config: dict
+    face_model: PersonFaceModel
+    target: Target
+    renderer: Renderer = field(repr=False)
+    hashes: dict = field(default_factory=dict)

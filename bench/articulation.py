@@ -50,12 +50,13 @@ def frames_at(values: np.ndarray, fps_from: float, fps_to: float, n_to: int) -> 
 
 
 def render(person, speech, out: Path, audio2expr: str | None, record: dict) -> dict:
-    from avatar.synthesis import SaySettings
-    from pipelines.say import render_speech
-    seconds: dict = {}
+    from avatar.config import SaySettings
+    from pipelines.say_pipeline import SayPipeline, audio2expr_folder, audio2expr_model
     t = time.perf_counter()
-    render_speech(person, speech, record, out, SaySettings(watermark=False), progress=False,
-                  seconds=seconds, device="cpu", audio2expr=audio2expr)
+    model = audio2expr_model(str(audio2expr_folder(audio2expr)), "cpu")
+    pipe = SayPipeline.of(person, model, device="cpu")
+    expressions = model.predict(speech, float(person.target.track.fps))
+    pipe.render(speech, expressions, out, SaySettings(watermark=False), record)
     return {"render_s": time.perf_counter() - t}
 
 
@@ -108,7 +109,7 @@ def heldout_clip(person, clip: Path, work: Path, audio2expr, threshold: float) -
 def text_case(person, sentence: str, work: Path, audio2expr, threshold: float, k: int) -> dict:
     from avatar.expression.data import silent_frames
     from avatar.expression.evaluate import bilabial_events, closure_rate, rest_rate
-    from avatar.synthesis import speech_from_text
+    from avatar.audio.speech import speech_from_text
     speech = speech_from_text(sentence)
     out = work / f"text{k}.mp4"
     info = render(person, speech, out, audio2expr, {"text": sentence})
@@ -169,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
     torch.set_num_threads(1)
     from avatar.expression.evaluate import CLOSED_MARGIN
-    from avatar.synthesis import load_person
+    from avatar.io.person import load_person
     person = load_person(args.person, device="cpu")
     threshold = person_closed_gap(person) + (CLOSED_MARGIN if args.margin is None else args.margin)
     result = {"machine": platform.processor() or platform.machine(), "person": args.person,

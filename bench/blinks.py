@@ -55,7 +55,8 @@ def main() -> int:
     import cv2
     from avatar.face.tracker import track_video
     from avatar.render.eyes import MIN_BLINK_RISE, blink_levels, find_blinks
-    from avatar.synthesis import load_person, synthetic_blinks
+    from avatar.expression.shaping import synthetic_blinks
+    from avatar.io.person import load_person
 
     person = load_person(args.person, "cpu")
     own = blink_levels(person.target.track)

@@ -86,12 +86,13 @@ def bench_rtf(args) -> dict:
     from avatar.audio.features import speech_features
     from avatar.audio.features import n_video_frames
     from avatar.io.provenance import text_record
-    from avatar.synthesis import (SaySettings, audio2expr_model, load_person, make_video,
-                                  model_hashes, speech_from_text)
+    from avatar.audio.speech import speech_from_text
+    from avatar.config import SaySettings
+    from pipelines.say_pipeline import SayPipeline
 
     t = time.perf_counter()
-    person = load_person(args.person, device="cpu")
-    model = audio2expr_model(args.audio2expr, "cpu")
+    pipe = SayPipeline.from_person(args.person, device="cpu", audio2expr=args.audio2expr)
+    model = pipe.audio2expr
     speech_from_text("Warm up.")                       # loads the piper voice
     load_s = time.perf_counter() - t
 
@@ -99,7 +100,7 @@ def bench_rtf(args) -> dict:
     renderer_module.crop_band = composite.wrap(renderer_module.crop_band)
     renderer_module.paste_band = composite.wrap(renderer_module.paste_band)
     settings = SaySettings(size=args.size, batch_size=args.batch_size)
-    fps = float(person.target.track.fps)
+    fps = float(pipe.target.track.fps)
     out = Path(tempfile.mkdtemp(prefix="bench-say-")) / "say.mp4"
 
     cpu0 = cpu_seconds()
@@ -111,8 +112,7 @@ def bench_rtf(args) -> dict:
     expressions = model.predict_features(feats, fps, n_video_frames(speech.duration_s, fps),
                                          model.phones_for(speech))
     t3 = time.perf_counter()
-    result = make_video(person, speech, expressions, out, settings, text_record(args.text),
-                        progress=False, models=model_hashes(args.audio2expr))
+    result = pipe.render(speech, expressions, out, settings, text_record(args.text))
     t4 = time.perf_counter()
     cpu = cpu_seconds() - cpu0
 

@@ -18,14 +18,14 @@ import os
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    from pipelines.say import add_audio2expr_argument, add_device_argument
     p.add_argument("jobs", help="JSONL file, one job per line")
     p.add_argument("--out", required=True, help="output folder (created if missing)")
     p.add_argument("--person", help="person for jobs that name none")
     p.add_argument("--workers", type=int, default=1,
                    help="worker processes (default 1; each loads the models once)")
-    p.add_argument("--device", default="cpu", help="cpu, cuda or auto (default cpu)")
-    p.add_argument("--audio2expr", help="audio-to-expression checkpoint folder "
-                   "(default: the shipped checkpoints/audio2expr)")
+    add_device_argument(p)
+    add_audio2expr_argument(p)
     p.add_argument("--check", action="store_true",
                    help="only validate the jobs file (and that the outputs may be written)")
     p.add_argument("--overwrite", action="store_true",

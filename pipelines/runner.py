@@ -49,7 +49,8 @@ from tqdm import tqdm
 from avatar.errors import AvatarError
 from avatar.io.files import exclusive_lock, read_text
 from avatar.io.person import check_person_name, person_dir
-from avatar.synthesis import SaySettings, settings_from, speakable_text
+from avatar.audio.text import speakable_text
+from avatar.config import DEFAULT_DEVICE, SETTING_NAMES, SaySettings, settings_from
 
 STATUS_NAME = "status.jsonl"
 LOCK_NAME = ".batch.lock"
@@ -58,6 +59,7 @@ _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _OPTION_TYPES = {"fps": (int, float), "size": int, "start_frame": int, "blink": str,
                  "head_motion": str, "expression_scale": (int, float), "seed": int,
                  "watermark": bool, "target_video": str, "batch_size": int}
+assert set(_OPTION_TYPES) == set(SETTING_NAMES), "a job option for every SaySettings field"
 
 
 @dataclass(frozen=True)
@@ -419,7 +421,7 @@ def worker_died(job: Job, error: BaseException) -> dict:
             "error": f"worker process died ({type(error).__name__}); run again to retry"}
 
 
-def run_batch(jobs: list[Job], out_dir: str | Path, workers: int = 1, device: str = "cpu",
+def run_batch(jobs: list[Job], out_dir: str | Path, workers: int = 1, device: str = DEFAULT_DEVICE,
               progress: bool = True, audio2expr: str | None = None,
               overwrite: bool = False) -> BatchSummary:
     out_dir = Path(out_dir)
@@ -468,16 +470,16 @@ def _die_with_parent(parent: int) -> None:
         os._exit(1)
 
 
-_PERSONS: dict[tuple[str, str], object] = {}
+_PIPELINES: dict[tuple, object] = {}
 
 
-def worker_person(name: str, device: str):
-    """Each worker loads each person once and keeps it."""
-    from avatar.synthesis import load_person
-    key = (name, device)
-    if key not in _PERSONS:
-        _PERSONS[key] = load_person(name, device=device)
-    return _PERSONS[key]
+def worker_pipeline(person: str, device: str, audio2expr: str | None = None):
+    """Each worker loads each person (and the shared networks) once and keeps them."""
+    from pipelines.say_pipeline import SayPipeline
+    key = (person, device, audio2expr)
+    if key not in _PIPELINES:
+        _PIPELINES[key] = SayPipeline.from_person(person, device=device, audio2expr=audio2expr)
+    return _PIPELINES[key]
 
 
 def run_job(job: Job, out_dir: str, device: str, audio2expr: str | None = None) -> dict:
@@ -485,7 +487,7 @@ def run_job(job: Job, out_dir: str, device: str, audio2expr: str | None = None) 
     t0 = time.perf_counter()
     out = Path(out_dir) / f"{job.id}.mp4"
     try:
-        result = _make_clip(job, out, device, audio2expr)
+        result = make_clip(job, out, device, audio2expr)
         return {"id": job.id, "status": "done", "spec_sha256": job.spec_sha256,
                 "bytes": out.stat().st_size, "frames": result.n_frames,
                 "seconds": round(time.perf_counter() - t0, 2)}
@@ -499,25 +501,15 @@ def run_job(job: Job, out_dir: str, device: str, audio2expr: str | None = None) 
                 "error": f"internal error {type(e).__name__}: {e} (traceback in {log})"}
 
 
-def _make_clip(job: Job, out: Path, device: str, audio2expr: str | None):
-    from avatar.io.provenance import audio_record, text_record
-    from avatar.synthesis import load_target, speech_from_audio, speech_from_text
-    from pipelines.say import render_speech
-
-    person = worker_person(job.person, device)
-    settings = job.settings()
-    target = load_target(person, settings.target_video, False) if settings.target_video else None
-    t = time.perf_counter()
-    if job.audio is not None:
-        speech = speech_from_audio(job.audio)
-        record = audio_record(job.audio, speech.duration_s)
-    else:
-        speech = speech_from_text(job.text, job.voice)
-        record = text_record(job.text, job.voice)
-    record["batch_job"] = {"id": job.id, "line": job.line, "spec_sha256": job.spec_sha256}
-    return render_speech(person, speech, record, out, settings, target, progress=False,
-                         seconds={"speech": time.perf_counter() - t}, device=device,
-                         audio2expr=audio2expr)
+def make_clip(job: Job, out: Path, device: str, audio2expr: str | None = None):
+    """One job's clip with a SayPipeline (its outputs were checked for the whole batch before
+    any work started, hence overwrite=True here)."""
+    pipe = worker_pipeline(job.person, device, audio2expr)
+    if job.voice is not None:
+        pipe = pipe.with_voice(job.voice)
+    batch_job = {"batch_job": {"id": job.id, "line": job.line, "spec_sha256": job.spec_sha256}}
+    return pipe(job.text, audio=job.audio, output=out, settings=job.settings(), overwrite=True,
+                provenance=batch_job)
 
 
 def print_bad_lines(error: JobsFileError) -> None:

@@ -14,9 +14,9 @@ import argparse
 import time
 from pathlib import Path
 
+from avatar import config
+from avatar.config import SAY_DEFAULTS as D
 from avatar.errors import AvatarError
-
-DEFAULT_PERSON = "demo"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -36,27 +36,38 @@ def add_audio2expr_argument(p: argparse.ArgumentParser) -> None:
                    "(default: the shipped checkpoints/audio2expr)")
 
 
+def add_device_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", default=config.DEFAULT_DEVICE,
+                   help=f"{', '.join(config.DEVICES)} or cuda:N: where the networks run "
+                   f"(default {config.DEFAULT_DEVICE}: a GPU when there is one)")
+
+
 def add_person_arguments(p: argparse.ArgumentParser) -> None:
-    """Options shared by say and batch (person, target, look of the video)."""
-    p.add_argument("--person", default=DEFAULT_PERSON, help="person name or folder (default demo)")
+    """Options shared by say, reenact and batch (person, target, look of the video); their
+    defaults are SaySettings' (avatar/config.py)."""
+    p.add_argument("--person", default=config.DEFAULT_PERSON,
+                   help=f"person name or folder (default {config.DEFAULT_PERSON})")
     p.add_argument("--target-video", help="another clip of the same person/setting to render into")
-    p.add_argument("--start-frame", type=int, default=0, help="first target frame (default 0)")
-    p.add_argument("--fps", type=float, help="output frame rate (default: the target video's)")
+    p.add_argument("--start-frame", type=int, default=D.start_frame,
+                   help=f"first target frame (default {D.start_frame})")
+    p.add_argument("--fps", type=float, help="output frame rate (default: the target video's; "
+                   f"{config.FPS_MIN:g} to {config.FPS_MAX:g})")
     p.add_argument("--size", type=int, help="longest side of the output in pixels "
                    "(default: the target video's size)")
-    p.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
-    p.add_argument("--seed", type=seed_argument, default=0,
-                   help="random seed (synthetic blinks), 0 to 4294967295")
-    p.add_argument("--blink", default="auto", choices=("auto", "target", "synthetic", "none"),
+    add_device_argument(p)
+    p.add_argument("--seed", type=seed_argument, default=D.seed,
+                   help=f"random seed (synthetic blinks), 0 to {config.MAX_SEED}")
+    p.add_argument("--blink", default=D.blink, choices=config.BLINK_MODES,
                    help="eye blinks: the target video's own (auto with head motion), synthetic "
                    "every 2.5-6 s (auto when still), or none (eyes kept open). Synthetic and none "
                    "copy the eyes from real blinks of the target video (up to three, in turn), so "
                    "they need a target that blinks at least once")
-    p.add_argument("--head-motion", default="target", choices=("target", "still"),
+    p.add_argument("--head-motion", default=D.head_motion, choices=config.HEAD_MOTIONS,
                    help="follow the target video's head motion, or hold one frame")
-    p.add_argument("--expression-scale", type=float, default=1.0,
-                   help="mouth amplitude (1 = as predicted, 0 to 3)")
-    p.add_argument("--batch-size", type=int, default=8, help="frames rendered together")
+    p.add_argument("--expression-scale", type=float, default=D.expression_scale,
+                   help=f"mouth amplitude (1 = as predicted, 0 to {config.MAX_EXPRESSION_SCALE:g})")
+    p.add_argument("--batch-size", type=int, default=D.batch_size,
+                   help=f"frames rendered together (default {D.batch_size})")
     p.add_argument("--no-watermark", action="store_true",
                    help="leave out the visible SYNTHETIC label (the metadata tag and side-car stay)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -65,33 +76,21 @@ def add_person_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def seed_argument(text: str) -> int:
-    from avatar.synthesis import MAX_SEED
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if not 0 <= value <= MAX_SEED:
-        raise argparse.ArgumentTypeError(f"{text} is out of range; use 0 to {MAX_SEED}")
+    if not 0 <= value <= config.MAX_SEED:
+        raise argparse.ArgumentTypeError(f"{text} is out of range; use 0 to {config.MAX_SEED}")
     return value
 
 
-def settings_from_args(args):
-    from avatar.synthesis import SaySettings
-    return SaySettings(fps=args.fps, size=args.size, start_frame=args.start_frame, blink=args.blink,
-                       head_motion=args.head_motion, expression_scale=args.expression_scale,
-                       seed=args.seed, watermark=not args.no_watermark,
-                       target_video=args.target_video, batch_size=args.batch_size).checked()
-
-
-def check_output_path(output: str, overwrite: bool = False) -> Path:
-    """The shared output policy (avatar/io/output.py): .mp4, not inside a person or checkpoint
-    folder, replaces only files this toolkit made (unless --overwrite), writable; stale temp
-    files of killed runs removed."""
-    from avatar.io.output import check_output
-    return check_output(output, overwrite=overwrite)
-
-
-MAX_TEXT_FILE_BYTES = 64 * 1024
+def settings_from_args(args) -> config.SaySettings:
+    return config.SaySettings(
+        fps=args.fps, size=args.size, start_frame=args.start_frame, blink=args.blink,
+        head_motion=args.head_motion, expression_scale=args.expression_scale, seed=args.seed,
+        watermark=not args.no_watermark, target_video=args.target_video,
+        batch_size=args.batch_size).checked()
 
 
 def text_to_speak(args) -> str | None:
@@ -99,7 +98,7 @@ def text_to_speak(args) -> str | None:
     existing file is refused: the user almost surely meant --text-file."""
     from avatar.io.files import read_text
     if args.text_file is not None:
-        return read_text(args.text_file, "text file", MAX_TEXT_FILE_BYTES)
+        return read_text(args.text_file, "text file", config.MAX_TEXT_FILE_BYTES)
     text = args.text
     if text is not None and "\n" not in text and len(text) < 4096 and text.strip() and \
             Path(text.strip()).expanduser().is_file():
@@ -109,11 +108,10 @@ def text_to_speak(args) -> str | None:
     return text
 
 
-def run(args) -> int:
-    from avatar.audio.tts import voice_files
-    from avatar.io.provenance import audio_record, text_record
-    from avatar.synthesis import (check_audio_file, check_start_frame, load_person, load_target,
-                                  speakable_text, speech_from_audio, speech_from_text, stage)
+def check_inputs(args) -> tuple[str | None, config.SaySettings]:
+    """Cheap checks of everything the user gave, before any model is loaded."""
+    from avatar.audio.speech import Voice, check_audio_file
+    from pipelines.say_pipeline import check_output_path
 
     given = [x is not None for x in (args.text, args.text_file, args.audio)]
     if sum(given) != 1:
@@ -123,43 +121,54 @@ def run(args) -> int:
         raise AvatarError("--voice picks who speaks a text; it does not apply to --audio")
     settings = settings_from_args(args)
     text = text_to_speak(args)
-    out = check_output_path(args.output, args.overwrite)
-    progress = not args.quiet
-    t0 = time.perf_counter()
-    if args.audio is not None:          # cheap input checks before loading any model
+    check_output_path(args.output, args.overwrite)
+    if args.audio is not None:
         check_audio_file(args.audio)
     else:
-        voice = voice_files(args.voice)[0] if args.voice else None
-        spoken = speakable_text(text, english=voice is None)
-    person = load_person(args.person, device=args.device)
-    target = load_target(person, settings.target_video, progress) if settings.target_video else None
-    check_start_frame(target or person.target, settings)
-    seconds = {"load": time.perf_counter() - t0}
-    with stage("audio" if args.audio is not None else "tts", seconds, progress):
-        if args.audio is not None:
-            speech = speech_from_audio(args.audio)
-            record = audio_record(args.audio, speech.duration_s)
-        else:
-            speech = speech_from_text(spoken, voice)
-            record = text_record(text, voice)
-    result = render_speech(person, speech, record, out, settings, target, progress, seconds,
-                           args.device, args.audio2expr)
+        Voice(args.voice).check(text)
+    return text, settings
+
+
+def run(args) -> int:
+    from pipelines.say_pipeline import SayPipeline
+
+    text, settings = check_inputs(args)
+    t0 = time.perf_counter()
+    pipe = SayPipeline.from_person(args.person, device=args.device, audio2expr=args.audio2expr,
+                                   voice=args.voice)
+    with ProgressBars(enabled=not args.quiet) as bars:
+        result = pipe(text, audio=args.audio, output=args.output, settings=settings,
+                      overwrite=args.overwrite, progress=bars)
     total = time.perf_counter() - t0
-    print(f"wrote {result.path} ({result.n_frames} frames, {speech.duration_s:.2f} s, "
+    print(f"wrote {result.path} ({result.n_frames} frames, {result.duration_s:.2f} s, "
           f"{result.width}x{result.height}) and {result.sidecar.name} in {total:.1f} s "
-          f"(real-time factor {total / max(speech.duration_s, 1e-6):.2f})")
+          f"(real-time factor {total / max(result.duration_s, 1e-6):.2f})")
     return 0
 
 
-def render_speech(person, speech, record, out, settings, target=None, progress=True,
-                  seconds=None, device="auto", audio2expr=None):
-    """Speech -> expressions -> video; used by say and batch."""
-    from avatar.synthesis import make_video, model_hashes, predict_expressions, stage
+class ProgressBars:
+    """A SayPipeline progress callback that draws one tqdm bar per stage on stderr."""
 
-    seconds = dict(seconds or {})
-    fps = float(settings.fps or (target or person.target).track.fps)
-    with stage("expressions", seconds, progress):
-        expressions = predict_expressions(speech, fps, device, audio2expr)
-    return make_video(person, speech, expressions, out, settings, record, command="say",
-                      target=target, progress=progress, extra_seconds=seconds,
-                      models=model_hashes(audio2expr))
+    def __init__(self, enabled: bool = True):
+        self.enabled = enabled
+        self.bars: dict = {}
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        from tqdm import tqdm
+        if not self.enabled:
+            return
+        bar = self.bars.get(stage)
+        if bar is None:
+            fmt = None if stage == "render" else "{desc}: {percentage:3.0f}% [{elapsed}]"
+            bar = self.bars[stage] = tqdm(total=total, desc=stage, bar_format=fmt,
+                                          unit="frame" if stage == "render" else "it")
+        bar.update(done - bar.n)
+        if done >= total:
+            bar.close()
+
+    def __enter__(self) -> "ProgressBars":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for bar in self.bars.values():
+            bar.close()

@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 
 from avatar.audio.load import SAMPLE_RATE, normalize_loudness
+from avatar.config import MAX_TEXT_CHARS
 from avatar.errors import AvatarError
 from avatar.types import PhonemeTiming, Speech
 
-MAX_TEXT_CHARS = 100_000
 SENTENCE_PAUSE_S = 0.0        # piper already ends each sentence with a short pause
 _SILENT_PHONEMES = {"^", "$", "_", " ", ".", ",", ";", ":", "!", "?", "—", "…"}
 _SENTENCE_END = re.compile(r"(?<=[.!?;:])\s+|\n\s*\n")

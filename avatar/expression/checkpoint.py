@@ -31,6 +31,7 @@ import torch
 
 from avatar.audio.features import (FEATURE_KINDS, UtteranceNorm, frame_windows, loudness_db,
                                    n_video_frames, speech_features)
+from avatar.config import checkpoints_dir
 from avatar.errors import AvatarError
 from avatar.audio.phones import recognize_phones
 from avatar.expression.model import Audio2ExpressionEnsemble, Audio2ExpressionNet, NetConfig
@@ -43,7 +44,7 @@ from avatar.types import (BLENDSHAPE_NAMES, MOUTH_BLENDSHAPES, Expressions, Phon
 FORMAT_VERSION = 1
 SILENCE_FLOOR_DB = -60.0     # audio below this (dBFS, after loudness normalization) is never speech
 CHUNK_FRAMES = 1500          # inference in chunks of this many frames (constant memory)
-DEFAULT_DIR = Path(__file__).resolve().parents[2] / "checkpoints" / "audio2expr"
+DEFAULT_DIR = checkpoints_dir() / "audio2expr"
 
 
 class Audio2Expression:

@@ -35,9 +35,8 @@ CHUNK_FRAMES = 150          # frames per cached chunk (~5 s of 30 fps video, ~5 
 
 
 def cache_dir() -> Path:
-    root = os.environ.get("AVATAR_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "avatar-toolkit")
-    return Path(root) / "tracks"
+    from avatar.config import cache_dir as root
+    return root() / "tracks"
 
 
 @dataclass(frozen=True)

@@ -34,10 +34,12 @@ from pathlib import Path
 
 import numpy as np
 
+from avatar.config import avatar_home, checkpoints_dir
 from avatar.errors import AvatarError
 from avatar.io.files import (atomic_output, exclusive_lock, load_arrays, read_json,
                              remove_stale_temps, save_arrays, sha256_file, write_json)
-from avatar.types import N_BLENDSHAPES, N_LANDMARKS, FaceTrack, HeadPoses, PersonFaceModel
+from avatar.types import (N_BLENDSHAPES, N_LANDMARKS, FaceTrack, HeadPoses, Person,
+                          PersonFaceModel, Target)
 
 FORMAT_VERSION = 1
 
@@ -60,22 +62,12 @@ MAX_CONFIG_DEPTH = 16
 MAX_CONSENT_CHARS = 2000
 STATUSES = ("tracked", "complete")
 
-# --- where persons live ----------------------------------------------------------------------
-REPO_ROOT = Path(__file__).resolve().parents[2]          # kept for older callers (runs/ etc.)
-PACKAGE_ROOT = REPO_ROOT
-CHECKPOINTS = Path(os.environ.get("AVATAR_CHECKPOINTS", REPO_ROOT / "checkpoints"))
+# --- where persons live (folders from avatar.config, the one reader of the environment) --------
+REPO_ROOT = Path(__file__).resolve().parents[2]          # a source checkout's root (its checkpoints/)
+CHECKPOINTS = checkpoints_dir()
 PERSONS_ROOT = CHECKPOINTS / "persons"                   # the shipped persons (alias, see below)
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _SHA256 = re.compile(r"^(sha256:)?[0-9a-f]{64}$")
-
-
-def avatar_home() -> Path:
-    """The user data folder: $AVATAR_HOME, else $XDG_DATA_HOME/avatar-toolkit, else
-    ~/.local/share/avatar-toolkit. Persons, runs and other things a user makes live here."""
-    if os.environ.get("AVATAR_HOME"):
-        return Path(os.environ["AVATAR_HOME"]).expanduser()
-    data = os.environ.get("XDG_DATA_HOME") or os.path.expanduser("~/.local/share")
-    return Path(data) / "avatar-toolkit"
 
 
 def user_persons_root() -> Path:
@@ -300,6 +292,20 @@ def check_complete(folder: str | os.PathLike, config: dict | None = None,
             raise AvatarError(f"person {name}: {f} does not match the sha256 in person.json "
                               "(changed or damaged); restore it or re-run train-person")
     return config, hashes
+
+
+def load_person(name_or_path: str, device: str = "auto") -> Person:
+    """Load a person folder once (face model, target track + poses, renderer) and check it:
+    person.json against its schema, status complete, every file against its recorded sha256."""
+    from avatar.render.renderer import FaceRenderer
+    folder, config, hashes = load_complete(name_or_path)
+    face_model = load_face_model(folder / FACE_MODEL)
+    track, poses = load_track(folder / TRACK)
+    if poses is None:
+        raise AvatarError(f"person {folder.name}: its track has no head poses; re-run train-person")
+    renderer = FaceRenderer.from_file(folder / RENDERER, device=device)
+    return Person(folder.name, folder, config, face_model, Target(folder / TARGET, track, poses),
+                  renderer, hashes)
 
 
 def load_complete(name_or_path: str) -> tuple[Path, dict, dict]:

@@ -94,7 +94,7 @@ def probe_video(path: str | Path) -> VideoInfo:
     if not fps or fps <= 0 or fps > 240:
         raise AvatarError(f"{path}: cannot read a sane frame rate ({fps}); re-encode it, "
                           "e.g. ffmpeg -i in -r 30 out.mp4")
-    duration = _duration(header)
+    duration = header_duration(header)
     rotation = _rotation(header)
     if rotation % 180:
         w, h = h, w
@@ -114,7 +114,8 @@ def _stream_fps(desc: str) -> float:
     return found.get("fps") or found.get("tbr") or 0.0
 
 
-def _duration(header: str) -> float:
+def header_duration(header: str) -> float:
+    """Duration in seconds from an ffmpeg header (0.0 when it names none)."""
     m = _DURATION.search(header)
     if not m:
         return 0.0

@@ -119,12 +119,12 @@ def test_case03_force_with_a_failing_video_keeps_the_old_person(tmp_path, face_v
 # --- tracebacks and late failures -------------------------------------------------------------
 
 def test_case05_unwritable_output_fails_before_any_work(models, tmp_path, capsys, monkeypatch):
-    import avatar.synthesis as synthesis
+    import avatar.io.person as person_io
 
     def no_work(*a, **k):
         raise AssertionError("work started before the output was checked")
 
-    monkeypatch.setattr(synthesis, "load_person", no_work)
+    monkeypatch.setattr(person_io, "load_person", no_work)
     (tmp_path / "afile").write_text("x")
     code = say(models, models[0], tmp_path / "afile" / "out.mp4", "hello there")
     assert code == 2
@@ -205,11 +205,11 @@ def lying_mp3(path: Path, silent_s: float) -> Path:
 
 def test_case09_audio_length_is_enforced_while_decoding(models, tmp_path, capsys, monkeypatch):
     import avatar.audio.load as load
-    import avatar.synthesis as synthesis
-    from avatar.video.probe import ffmpeg_header
+    import avatar.config as config
+    from avatar.video.probe import ffmpeg_header, header_duration
     mp3 = lying_mp3(tmp_path / "lying.mp3", 200)
-    assert synthesis._header_duration(ffmpeg_header(mp3)) < 40      # the header understates it
-    monkeypatch.setattr(synthesis, "MAX_SPEECH_S", 40.0)
+    assert header_duration(ffmpeg_header(mp3)) < 40      # the header understates it
+    monkeypatch.setattr(config, "MAX_SPEECH_S", 40.0)
     decoded = {"bytes": 0}
 
     class Counting(load.FfmpegOutput):

@@ -11,7 +11,7 @@ import pytest
 import soundfile as sf
 
 import cli
-from avatar.synthesis import speakable_text
+from avatar.audio.text import speakable_text
 from tests.pipelines.tiny_person import make_tiny_audio2expr, make_tiny_person
 
 

@@ -123,7 +123,7 @@ def test_plan_applies_only_to_planned_frames():
 
 @pytest.fixture(scope="module")
 def tiny_person(tmp_path_factory):
-    from avatar.synthesis import load_person
+    from avatar.io.person import load_person
     from tests.pipelines.tiny_person import make_tiny_person
     return load_person(str(make_tiny_person(tmp_path_factory.mktemp("eyes") / "tiny")), "cpu")
 
@@ -140,7 +140,9 @@ def with_blink(target, frames=(6, 7, 8)):
 
 
 def test_eye_plan_follows_the_blink_setting(tiny_person, capsys):
-    from avatar.synthesis import SaySettings, eye_plan, synthetic_blinks
+    from avatar.config import SaySettings
+    from avatar.expression.shaping import synthetic_blinks
+    from avatar.render.clip import eye_plan
     from avatar.types import Expressions
     n, fps = 120, 10.0
     driving = Expressions(np.zeros((n, 52), np.float32), fps)
