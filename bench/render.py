@@ -3,9 +3,11 @@
     python bench/render.py [--device cpu] [--threads N] [--json bench/results/render.json]
     python bench/render.py --compare [--json bench/results/render_compare.json]
 
---compare times, side by side in one run (calls interleaved, best of N each), the first stage
-alone (the renderer shipped before the lips window) and the shipped configuration (first stage +
-the lips window at frame resolution, window size as in the demo person), at 256^2 batch 8.
+--compare times, side by side in one run (calls interleaved, best of N each), at 256^2 batch 8:
+the first stage alone in PyTorch (the renderer shipped before the lips window), both stages in
+PyTorch (first stage + the lips window at frame resolution, window size as in the demo person;
+session 5), and both stages with the shipped runtime (`runtime="auto"`: OpenVINO on a CPU).
+The lips window gets the frames' own meshes, so it moves their detail as `say` does.
 
 Frames are 1280x720 with a synthetic face (~400 px) moving a little; the renderer has random
 weights (speed does not depend on their values). Reported per setting: the whole call (crop,
@@ -15,6 +17,7 @@ times (the cores are shared) plus the median of the whole call.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import platform
@@ -96,28 +99,37 @@ def bench_setting(size: int, batch: int, device: torch.device, repeats: int) -> 
 
 
 def compare(device: torch.device, repeats: int, batch: int = 8) -> dict:
-    """First stage alone vs both stages, calls interleaved so both see the same load."""
+    """Today's renderers and the shipped one side by side, calls interleaved so all see the same
+    load: the first stage alone (before the lips window), both stages in PyTorch (session 5),
+    and both stages with the shipped runtime (OpenVINO where installed)."""
     from avatar.io.person import person_dir
     from avatar.render.store import load_weights
     shipped = load_weights(person_dir("demo") / "renderer.safetensors").config
     window = shipped.mouth_window if shipped.has_mouth_stage else (128, 176)
     torch.manual_seed(0)
-    first = FaceRenderer(DeferredRenderer(RendererConfig()), device)
-    both = FaceRenderer(DeferredRenderer(RendererConfig(mouth_window=window)), device)
+    first = DeferredRenderer(RendererConfig())
+    both = DeferredRenderer(RendererConfig(mouth_window=window))
+    renderers = {"first_stage_torch": FaceRenderer(first, device, "torch"),
+                 "both_stages_torch": FaceRenderer(both, device, "torch"),
+                 "both_stages_shipped": FaceRenderer(copy.deepcopy(both), device, "auto")}
     meshes, frames, boxes = scene(batch)
-    times: dict[str, list[float]] = {"first_stage": [], "both_stages": []}
+    times: dict[str, list[float]] = {k: [] for k in renderers}
     for _ in range(repeats + 1):
-        for name, r in (("first_stage", first), ("both_stages", both)):
+        for name, r in renderers.items():
             t = time.perf_counter()
-            r.render(meshes, frames, boxes)
+            r.render(meshes, frames, boxes, frame_meshes=meshes)
             times[name].append(time.perf_counter() - t)
     best = {k: min(v[1:]) for k, v in times.items()}
     med = {k: float(np.median(v[1:])) for k, v in times.items()}
+    ratio = lambda t, a, b: t[a] / t[b]  # noqa: E731  (speed of b relative to a)
     return {"batch": batch, "crop_size": 256, "lips_window": list(window),
+            "runtimes": {k: r.runtime for k, r in renderers.items()},
             "fps_best": {k: batch / v for k, v in best.items()},
             "fps_median": {k: batch / v for k, v in med.items()},
-            "speed_ratio_best": best["first_stage"] / best["both_stages"],
-            "speed_ratio_median": med["first_stage"] / med["both_stages"],
+            "shipped_vs_first_stage_torch": {"best": ratio(best, "first_stage_torch", "both_stages_shipped"),
+                                             "median": ratio(med, "first_stage_torch", "both_stages_shipped")},
+            "shipped_vs_both_stages_torch": {"best": ratio(best, "both_stages_torch", "both_stages_shipped"),
+                                             "median": ratio(med, "both_stages_torch", "both_stages_shipped")},
             "load_average": os.getloadavg()}
 
 

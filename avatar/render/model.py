@@ -133,8 +133,16 @@ class UNet(nn.Module):
         self.proj = nn.ModuleList(_conv(c[i + 1], c[i], 1) for i in range(len(c) - 1))
         self.up = nn.ModuleList(_conv(c[i], c[i]) for i in range(len(c) - 1))
         self.head = nn.Conv2d(c[0], out_channels * 4, 3, 1, 1)
+        self.accelerated = None    # a compiled copy for inference (avatar/render/runtime.py)
+
+    def train(self, mode: bool = True):
+        if mode:
+            self.accelerated = None    # it holds a copy of the weights, which training changes
+        return super().train(mode)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.accelerated is not None and not torch.is_grad_enabled():
+            return self.accelerated(x)
         x = self.stem(F.pixel_unshuffle(x, 2))
         skips = []
         for down in self.down:

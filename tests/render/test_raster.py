@@ -119,3 +119,29 @@ def test_texture_gradient_reaches_only_the_texture():
     grad = texture.grad[0].abs().sum(0)
     assert grad[:8, :8].sum() > 0                 # texels under the triangle's UVs
     assert grad[9:, :].sum() == 0 and grad[:, 9:].sum() == 0
+
+
+def _random_scene(seed, batch=2, n_verts=300, n_faces=500, size=(80, 100)):
+    g = torch.Generator().manual_seed(seed)
+    v = torch.rand(batch, n_verts, 3, generator=g) * torch.tensor([size[1] * 1.2, size[0] * 1.2, 40.0])
+    v -= torch.tensor([size[1] * 0.1, size[0] * 0.1, 20.0])      # some off-screen, depths of both signs
+    v[0, :3] = float("nan")                                      # a broken vertex: its faces drop out
+    faces = torch.randint(0, n_verts, (n_faces, 3), generator=g)
+    faces[:4] = torch.tensor([[0, 0, 1], [5, 5, 5], [7, 8, 7], [9, 10, 11]])   # degenerate ones
+    return v, faces, torch.rand(n_verts, 2, generator=g)
+
+
+def test_compiled_kernels_give_the_pytorch_fragments_bit_for_bit():
+    import pytest
+    from avatar.render import zbuffer
+    from avatar.render.raster import pytorch_only
+    if not zbuffer.available():
+        pytest.skip("numba is not installed: only the PyTorch path exists")
+    for seed in range(4):
+        v, faces, uvs = _random_scene(seed)
+        fast = rasterize(v, faces, uvs, (80, 100))
+        with pytorch_only():
+            slow = rasterize(v, faces, uvs, (80, 100))
+        assert fast.mask.float().mean() > 0.5
+        for field in ("uv", "mask", "depth", "face", "bary"):
+            assert torch.equal(getattr(fast, field), getattr(slow, field)), (seed, field)

@@ -1,0 +1,132 @@
+"""The rasterizer's visibility pass compiled with numba: the same z-buffer as raster.py's PyTorch
+path, pixel for pixel (same float32 operations, same tie rule), 5-10x faster on a CPU.
+
+`visible_keys(tri, height, width)` -> int64 [B*H*W] keys: per pixel the minimum over covering
+triangles of (order-preserving depth bits << 32) | (B*F - 1 - global face id), or INT64_MAX
+where no triangle covers it. raster.py decodes them. Used when numba is installed and the
+vertices are on the CPU; compiled once per machine (numba's cache beside this file when it can
+write there, else at the first call of each process).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+try:
+    import numba
+except ImportError:        # PyTorch path only
+    numba = None
+
+EPS = np.float32(1e-6)          # raster.EPS as float32, as torch compares a float32 tensor with it
+ONE_EPS = np.float32(1 + 1e-6)
+TINY_AREA = np.float32(1e-9)
+HALF = np.float32(0.5)
+NONE = np.iinfo(np.int64).max
+
+
+def available() -> bool:
+    return numba is not None
+
+
+def _kernel(tri, height, width, keys):
+    b_count, f_count = tri.shape[0], tri.shape[1]
+    n_ids = b_count * f_count
+    for b in range(b_count):
+        base = b * height * width
+        for f in range(f_count):
+            _triangle(tri[b, f], height, width, keys, base, n_ids - 1 - (b * f_count + f))
+
+
+def _triangle(t, height, width, keys, base, inverted_id):
+    x0, y0, z0 = t[0, 0], t[0, 1], t[0, 2]
+    if not (np.isfinite(t).all()):
+        return
+    ex1, ey1 = t[1, 0] - x0, t[1, 1] - y0
+    ex2, ey2 = t[2, 0] - x0, t[2, 1] - y0
+    area = ex1 * ey2 - ex2 * ey1
+    if abs(area) < TINY_AREA:
+        return
+    inv = np.float32(1.0) / area
+    dz1, dz2 = t[1, 2] - z0, t[2, 2] - z0
+    c0 = max(int(np.floor(min(t[0, 0], t[1, 0], t[2, 0]) - HALF)), 0)
+    r0 = max(int(np.floor(min(t[0, 1], t[1, 1], t[2, 1]) - HALF)), 0)
+    c1 = min(int(np.ceil(max(t[0, 0], t[1, 0], t[2, 0]) - HALF)), width - 1)
+    r1 = min(int(np.ceil(max(t[0, 1], t[1, 1], t[2, 1]) - HALF)), height - 1)
+    for row in range(r0, r1 + 1):
+        dy = (np.float32(row) + HALF) - y0
+        for col in range(c0, c1 + 1):
+            dx = (np.float32(col) + HALF) - x0
+            w1 = (dx * ey2 - ex2 * dy) * inv
+            w2 = (ex1 * dy - dx * ey1) * inv
+            if w1 >= -EPS and w2 >= -EPS and w1 + w2 <= ONE_EPS:
+                z = z0 + w1 * dz1 + w2 * dz2
+                bits = np.int64(_float_bits(z))
+                key = (bits << 32) | inverted_id
+                i = base + row * width + col
+                if key < keys[i]:
+                    keys[i] = key
+
+
+def _fragments(keys, tri, faces, uvs, n_faces, height, width, face, bary, uv, depth):
+    """Decode the keys: visible triangle (per mesh), barycentrics, UVs and depth per pixel."""
+    n_ids = tri.shape[0] * tri.shape[1]
+    for i in range(keys.shape[0]):
+        if keys[i] == NONE:
+            continue
+        gid = n_ids - 1 - (keys[i] & 0xFFFFFFFF)
+        t = tri[gid // n_faces, gid % n_faces]
+        local = i % (height * width)
+        x0, y0 = t[0, 0], t[0, 1]
+        ex1, ey1 = t[1, 0] - x0, t[1, 1] - y0
+        ex2, ey2 = t[2, 0] - x0, t[2, 1] - y0
+        inv = np.float32(1.0) / (ex1 * ey2 - ex2 * ey1)
+        dx = (np.float32(local % width) + HALF) - x0
+        dy = (np.float32(local // width) + HALF) - y0
+        w1 = (dx * ey2 - ex2 * dy) * inv
+        w2 = (ex1 * dy - dx * ey1) * inv
+        w0 = np.float32(1.0) - w1 - w2
+        f = gid % n_faces
+        face[i] = f
+        bary[i, 0], bary[i, 1], bary[i, 2] = w0, w1, w2
+        for c in range(2):
+            uv[i, c] = w0 * uvs[faces[f, 0], c] + w1 * uvs[faces[f, 1], c] + w2 * uvs[faces[f, 2], c]
+        bits = np.int32(keys[i] >> 32)
+        depth[i] = _bits_float(bits)
+
+
+def _bits_float(bits):
+    b = bits ^ np.int32(0x7FFFFFFF) if bits < 0 else bits
+    return np.array([b], np.int32).view(np.float32)[0]
+
+
+def _float_bits(z):
+    bits = np.array([z], np.float32).view(np.int32)[0]
+    return bits ^ np.int32(0x7FFFFFFF) if bits < 0 else bits
+
+
+if numba is not None:
+    _bits_float = numba.njit(cache=True, nogil=True)(_bits_float)
+    _fragments = numba.njit(cache=True, nogil=True)(_fragments)
+    _float_bits = numba.njit(cache=True, nogil=True)(_float_bits)
+    _triangle = numba.njit(cache=True, nogil=True)(_triangle)
+    _kernel = numba.njit(cache=True, nogil=True)(_kernel)
+
+
+def visible_keys(tri: np.ndarray, height: int, width: int) -> np.ndarray:
+    """tri float32 [B, F, 3, 3] (x, y, z per corner) -> keys int64 [B*H*W] (see module doc)."""
+    keys = np.full(tri.shape[0] * height * width, NONE, np.int64)
+    _kernel(np.ascontiguousarray(tri, np.float32), int(height), int(width), keys)
+    return keys
+
+
+def fragments(tri: np.ndarray, faces: np.ndarray, uvs: np.ndarray, height: int, width: int):
+    """tri float32 [B, F, 3, 3], faces int64 [F, 3], uvs float32 [V, 2] -> (face int64 [B*H*W]
+    (-1: none), bary float32 [B*H*W, 3], uv float32 [B*H*W, 2], depth float32 [B*H*W] (+inf))."""
+    tri = np.ascontiguousarray(tri, np.float32)
+    keys = visible_keys(tri, height, width)
+    n = keys.shape[0]
+    face = np.full(n, -1, np.int64)
+    bary, uv = np.zeros((n, 3), np.float32), np.zeros((n, 2), np.float32)
+    depth = np.full(n, np.inf, np.float32)
+    _fragments(keys, tri, np.ascontiguousarray(faces, np.int64), np.ascontiguousarray(uvs, np.float32),
+               tri.shape[1], int(height), int(width), face, bary, uv, depth)
+    return face, bary, uv, depth
