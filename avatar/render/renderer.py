@@ -7,7 +7,6 @@ network, and composite its output over the real band. `FaceRenderer` wraps it fo
 from __future__ import annotations
 
 import contextlib
-import contextlib
 import functools
 from dataclasses import dataclass
 from pathlib import Path
