@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import html
 import sys
+import time
 import traceback
+from concurrent.futures import ThreadPoolExecutor
 
 import gradio as gr
 
@@ -90,24 +92,41 @@ def say_tab(options: ui_say.ServerOptions) -> None:
             thumb = gr.Image(ui_files.person_thumbnail(first), label="Person (tracked frames)",
                              interactive=False, elem_id="say-thumb")
     status = gr.Markdown(elem_id="say-status")
-    video = gr.Video(label="Video", interactive=False, elem_id="say-video")
+    bars = gr.HTML(elem_id="say-bars")
+    video = gr.Video(label="Video", interactive=False, height=360, elem_id="say-video")
     files = gr.File(label="Download: video and side-car", file_count="multiple",
                     interactive=False, elem_id="say-files")
     person.change(ui_files.person_thumbnail, person, thumb)
-    go.click(lambda *a, progress=gr.Progress(track_tqdm=True): run_say(options, *a),
-             [text, audio, person, voice, head, blink, scale, no_mark], [status, video, files],
-             concurrency_limit=1, concurrency_id="say")
+    go.click(lambda *a: (yield from run_say(options, *a)),
+             [text, audio, person, voice, head, blink, scale, no_mark],
+             [status, bars, video, files], concurrency_limit=1, concurrency_id="say",
+             show_progress="hidden")
 
 
 def run_say(options, text, audio, person, voice, head, blink, scale, no_mark):
-    """One click on Generate: (status line, video, [video, side-car])."""
+    """One click on Generate, as a stream of (status line, stage bars, video, downloads): the
+    request is checked first (a mistake is one line at once), then the pipeline runs in a thread
+    while its progress events redraw the bars."""
     try:
         request = ui_say.SayRequest(text or "", audio or None, person or "", voice or "", head,
                                     blink, float(scale), bool(no_mark))
-        clip = ui_say.make_clip(request, options)
+        prepared = ui_say.prepare(request, options)
     except Exception as e:  # noqa: BLE001 - every failure becomes one line on the page
-        return error_line(e), None, None
-    return f"done: {clip.summary}", str(clip.video), [str(clip.video), str(clip.sidecar)]
+        yield error_line(e), "", None, None
+        return
+    events: dict = {}
+    with ThreadPoolExecutor(1, thread_name_prefix="avatar-say") as pool:
+        job = pool.submit(ui_say.make_clip, prepared, lambda s, d, t: events.__setitem__(s, (d, t)))
+        while not job.done():
+            yield "working ...", bars_html(events), gr.skip(), gr.skip()
+            time.sleep(0.25)
+    try:
+        clip = job.result()
+    except Exception as e:  # noqa: BLE001
+        yield error_line(e), bars_html(events), None, None
+        return
+    yield (f"done: {clip.summary}", bars_html(events), str(clip.video),
+           [str(clip.video), str(clip.sidecar)])
 
 
 # --- fit a person ----------------------------------------------------------------------------

@@ -1,14 +1,18 @@
 """The say tab's work: one request -> the same `say` job the command line runs -> mp4 + side-car.
 
-The page's choices become a `say` argument list, parsed by the CLI's own parser and run by
-`pipelines.say.run`, so every check, message, default and output policy is the command's. The
-clip lands in a new request folder of its own ($AVATAR_HOME/ui/requests/...).
+The page's choices become a `say` argument list, parsed by the CLI's own parser and checked by
+`pipelines.say.check_inputs`, then run by the same `SayPipeline` as `say.run` (its progress
+events drive the page's per-stage bars as they drive the command's tqdm bars), so every check,
+message, default and output policy is the command's. The clip lands in a new request folder of
+its own ($AVATAR_HOME/ui/requests/...).
 """
 from __future__ import annotations
 
 import argparse
 import contextlib
 import io
+import shutil
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -78,17 +82,59 @@ def parse_say(argv: list[str]) -> argparse.Namespace:
         raise AvatarError(last.split("error: ", 1)[-1]) from None
 
 
-def make_clip(request: SayRequest, options: ServerOptions, progress: bool = True) -> Clip:
-    """Run the say job for one request in a new request folder; AvatarError for user mistakes."""
+@dataclass(frozen=True)
+class PreparedSay:
+    """A request checked by the command's own cheap checks, with its new output path."""
+    args: argparse.Namespace
+    text: str | None
+    settings: object                      # avatar.config.SaySettings
+    output: Path
+
+
+def prepare(request: SayRequest, options: ServerOptions) -> PreparedSay:
+    """Parse and check a request exactly as `say` checks its command line (no model is loaded);
+    the output goes into a new request folder. AvatarError for a user mistake."""
     from pipelines import say
     if request.audio is not None:
         check_audio_upload(request.audio, options.max_upload_mb)
     folder = ui_files.new_request_folder("say")
     out = folder / f"{ui_files.safe_name(request.person, 'person')}-{folder.name[:15]}.mp4"
-    args = parse_say(say_argv(request, out, options))
-    args.quiet = not progress
-    say.run(args)
-    return Clip(out, out.with_suffix(".json"), clip_summary(out))
+    try:
+        args = parse_say(say_argv(request, out, options))
+        text, settings = say.check_inputs(args)
+    except AvatarError:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    return PreparedSay(args, text, settings, out)
+
+
+def make_clip(prepared: PreparedSay, progress=None) -> Clip:
+    """Run the say pipeline on a prepared request; `progress(stage, done, total)` gets the same
+    events the command's progress bars draw."""
+    args = prepared.args
+    pipe = pipeline_for(args.person, args.device, args.audio2expr, args.voice)
+    result = pipe(prepared.text, audio=args.audio, output=prepared.output,
+                  settings=prepared.settings, progress=progress)
+    return Clip(result.path, result.sidecar, clip_summary(result.path))
+
+
+_PIPELINES: dict = {}
+_PIPELINES_LOCK = threading.Lock()
+
+
+def pipeline_for(person: str, device: str, audio2expr: str | None, voice: str | None):
+    """SayPipeline.from_person, kept for the next request of the same person (reloaded when the
+    person's folder changed, e.g. a fit finished)."""
+    from avatar.io import person as person_io
+    from pipelines.say_pipeline import SayPipeline
+    stamp = (person_io.person_dir(person) / person_io.CONFIG).stat().st_mtime_ns
+    key = (person, stamp, device, audio2expr)
+    with _PIPELINES_LOCK:
+        if key not in _PIPELINES:
+            _PIPELINES.clear()                  # one person in memory at a time
+            _PIPELINES[key] = SayPipeline.from_person(person, device=device, audio2expr=audio2expr)
+        pipe = _PIPELINES[key]
+    return pipe.with_voice(voice) if voice else pipe
 
 
 def clip_summary(video: Path) -> str:

@@ -1,0 +1,100 @@
+"""The page in a real browser (headless Debian chromium via selenium), on the tiny person: type a
+sentence, generate, wait for the video element, download the mp4 and its side-car and check them;
+an empty text shows the CLI's one-line error; the page fetches nothing from outside localhost."""
+import json
+import time
+
+import numpy as np
+import pytest
+
+from tests.ui import browser
+
+
+@pytest.fixture(scope="module")
+def page(tmp_path_factory):
+    browser.need_browser()
+    root = tmp_path_factory.mktemp("ui-browser")
+    home, a2e = browser.make_home(root)
+    (root / "downloads").mkdir()
+    with browser.served(home, a2e, root / "server.log") as url, \
+            browser.chromium(root / "downloads") as driver:
+        driver.get(url)
+        wait(driver, lambda d: d.find_elements("css selector", "#say-text textarea"), 60)
+        yield driver, url, root / "downloads", home
+
+
+def wait(driver, condition, timeout_s=120):
+    from selenium.webdriver.support.ui import WebDriverWait
+    return WebDriverWait(driver, timeout_s, poll_frequency=0.2).until(condition)
+
+
+def status(driver, elem_id="say-status"):
+    return driver.find_element("css selector", f"#{elem_id}").text.strip()
+
+
+def test_say_in_the_browser(page):
+    from avatar.video.check import check_media, read_tags
+    from avatar.video.reader import VideoReader
+    from avatar.video.writer import watermark_box
+    driver, url, downloads, home = page
+    browser.pick(driver, "say-person", "tiny")
+    text = driver.find_element("css selector", "#say-text textarea")
+    text.send_keys("Hello there, this is a test.")
+    t0 = time.monotonic()
+    driver.find_element("css selector", "#say-generate").click()
+    wait(driver, lambda d: status(d).startswith(("done:", "error:")))
+    assert status(driver).startswith("done: tiny-"), status(driver)
+    video = wait(driver, lambda d: d.find_elements("css selector", "#say-video video"))[0]
+    assert video.get_attribute("src").startswith(url)
+    ready = wait(driver, lambda d: d.execute_script(
+        "const v = document.querySelector('#say-video video');"
+        "return v.readyState >= 1 ? [v.duration, v.videoWidth, v.videoHeight] : null;"), 30)
+    assert ready[1:] == [128, 96] and 1.0 < ready[0] < 5.0     # the browser decodes it
+    names = {}
+    for link in driver.find_elements("css selector", "#say-files a[download]"):
+        names[link.get_attribute("download").rsplit(".", 1)[-1]] = link.get_attribute("download")
+        link.click()
+    assert set(names) == {"mp4", "json"}
+    stages = driver.find_element("css selector", "#say-bars").text
+    for stage in ("tts", "expressions", "plan", "render", "write"):    # SayPipeline's events
+        assert stage in stages, stages
+    mp4 = browser.wait_for_file(downloads / names["mp4"])
+    sidecar = json.loads(browser.wait_for_file(downloads / names["json"]).read_text())
+    print(f"generate -> downloaded in {time.monotonic() - t0:.1f} s")
+
+    check = check_media(mp4, 16000)
+    assert check.errors == "" and check.n_frames == round(check.audio_s * 10.0)
+    assert 1.0 < check.audio_s < 5.0 and check.audio_samples > 0
+    frames = VideoReader(mp4).read_all()
+    assert frames.shape[1:] == (96, 128, 3)
+    x0, y0, x1, y1 = watermark_box(128, 96)
+    label = frames[:, y0:y1, x0:x1]
+    assert label.max() > 200 and np.median(label) < 60          # white text on a dark box
+    assert read_tags(mp4)["synthetic"] == "true"
+    assert sidecar["synthetic"] is True and sidecar["command"] == "say"
+    assert sidecar["input"]["text"] == "Hello there, this is a test."
+    assert sidecar["person"]["name"] == "tiny" and sidecar["person"]["consent"]["statement"]
+    assert sidecar["output"]["watermark"] is True and sidecar["output"]["frames"] == check.n_frames
+    made = list((home / "ui" / "requests").glob("*-say-*/tiny-*.mp4"))
+    assert len(made) == 1 and made[0].name == names["mp4"]      # in its own request folder
+
+
+def test_empty_text_shows_the_cli_error(page):
+    driver = page[0]
+    from selenium.webdriver.common.keys import Keys
+    text = driver.find_element("css selector", "#say-text textarea")
+    text.send_keys(Keys.CONTROL, "a")
+    text.send_keys(Keys.DELETE)                # as a person does (clear() fires no input event)
+    driver.find_element("css selector", "#say-generate").click()
+    wait(driver, lambda d: status(d).startswith("error:"), 60)
+    assert status(driver) == "error: the text to speak is empty; give at least one word"
+    assert "Traceback" not in driver.page_source
+
+
+def test_page_fetches_nothing_from_outside(page):
+    driver, url = page[0], page[1]
+    outside = driver.execute_script(
+        "return performance.getEntriesByType('resource').map(e => e.name)"
+        ".filter(n => !n.startsWith(arguments[0]) && !n.startsWith('data:') && !n.startsWith('blob:'))",
+        url.rstrip("/"))
+    assert outside == []
