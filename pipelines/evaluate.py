@@ -25,12 +25,14 @@ from pathlib import Path
 
 import numpy as np
 
+from avatar.config import CROP_SIZE, SAY_DEFAULTS
 from avatar.errors import AvatarError
 
-EVAL_CROP = 256
+EVAL_CROP = CROP_SIZE
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    from pipelines.say import add_device_argument
     p.add_argument("--person", required=True, help="person name or folder")
     p.add_argument("--video", required=True, help="a clip of the same person (e.g. its target.mp4)")
     p.add_argument("--drive", default="tracked", choices=("tracked", "audio"),
@@ -42,8 +44,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "(e.g. an ablation run's)")
     p.add_argument("--all-frames", action="store_true",
                    help="on the person's own target video: every frame, not only the held-out last 15 %%")
-    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    p.add_argument("--batch", type=int, default=8, help="frames rendered together")
+    add_device_argument(p)
+    p.add_argument("--batch", type=int, default=SAY_DEFAULTS.batch_size,
+                   help=f"frames rendered together (default {SAY_DEFAULTS.batch_size})")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 

@@ -239,7 +239,6 @@ def audio2expr_hashes(folder: Path) -> dict:
 
 
 def torch_device(device: str) -> str:
-    if device != "auto":
-        return device
-    import torch
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    """"auto" decided ("cuda" when there is a GPU); AvatarError for an unknown device."""
+    from avatar.render.renderer import pick_device
+    return str(pick_device(device))

@@ -43,6 +43,7 @@ INPUTS_MARK = ".inputs.json"                     # in a staging folder: which vi
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    from pipelines.say import add_device_argument
     p.add_argument("--video", action="append", required=True, metavar="V",
                    help="video of the person talking; repeat for more clips of the same setting")
     p.add_argument("--name", required=True, help="person name (letters, digits, - _ .)")
@@ -57,12 +58,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="where training runs keep checkpoints, curves and samples "
                    f"(default: $AVATAR_HOME/runs, now {person_io.runs_root()})")
     p.add_argument("--max-side", type=int, default=DEFAULT_MAX_SIDE,
-                   help="downscale frames so the longest side is at most this (default 1280)")
+                   help=f"downscale frames so the longest side is at most this (default {DEFAULT_MAX_SIDE})")
     p.add_argument("--minutes", type=float, default=60.0,
                    help="renderer training budget in minutes, counted across resumed runs")
     p.add_argument("--steps", type=int, default=None,
                    help="stop renderer training after this many steps (default: the time budget)")
-    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    add_device_argument(p)
     p.add_argument("--no-render", action="store_true", help="stop after tracking + face model")
     p.add_argument("--force", action="store_true",
                    help="replace an existing person of this name made from other videos (the old "

@@ -46,7 +46,7 @@ def stdlib_sentences(min_words: int = 5, max_words: int = 20) -> list[str]:
 
 @dataclass(frozen=True)
 class ArticulationConfig:
-    feature_dim: int = 385
+    feature_dim: int            # of the speech features (audio.features.FEATURE_DIMS[kind])
     channels: int = 96
     dilations: tuple[int, ...] = (1, 2, 4)    # receptive field 1 + 4 * (1 + 2 + 4) = 29 frames
     dropout: float = 0.2

@@ -31,7 +31,7 @@ import torch
 
 from avatar.audio.features import (FEATURE_KINDS, UtteranceNorm, frame_windows, loudness_db,
                                    n_video_frames, speech_features)
-from avatar.config import checkpoints_dir
+from avatar.config import FPS_MAX, checkpoints_dir
 from avatar.errors import AvatarError
 from avatar.audio.phones import recognize_phones
 from avatar.expression.model import Audio2ExpressionEnsemble, Audio2ExpressionNet, NetConfig
@@ -73,8 +73,8 @@ class Audio2Expression:
 
     def predict(self, speech: Speech, fps: float) -> Expressions:
         """ceil(duration * fps) frames; frame t is driven by the audio around time t / fps."""
-        if not fps or fps <= 0 or fps > 240:
-            raise AvatarError(f"frame rate {fps} is not usable; give fps between 1 and 240")
+        if not fps or fps <= 0 or fps > FPS_MAX:
+            raise AvatarError(f"frame rate {fps} is not usable; give fps between 1 and {FPS_MAX:g}")
         feats = speech_features(speech, self.feature_kind)
         phones = self.phones_for(speech)
         return self.predict_features(feats, fps, n_video_frames(speech.duration_s, fps), phones,

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 @dataclass(frozen=True)
 class NetConfig:
-    feature_dim: int = 384
+    feature_dim: int            # of the speech features (audio.features.FEATURE_DIMS[kind])
     window: int = 16            # feature steps per video frame
     channels: int = 64
     latent: int = 32

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from avatar.config import CROP_SIZE
 from avatar.errors import AvatarError
 from avatar.face.mesh import canonical_mesh
 from avatar.types import N_MESH_VERTICES, FaceTrack, HeadPoses, PersonFaceModel
@@ -132,11 +133,11 @@ class FaceModelError:
     blendshape_map_px: float      # mean 2D landmark error of the blendshape-driven mesh
     mean_shape_px: float          # same with the mean shape only (no expression)
     pca_px: float                 # best the basis can do (true coefficients)
-    crop_size: int = 256
+    crop_size: int = CROP_SIZE
 
 
 def face_model_error(track: FaceTrack, poses: HeadPoses, model: PersonFaceModel,
-                     frames: slice, crop_size: int = 256) -> FaceModelError:
+                     frames: slice, crop_size: int = CROP_SIZE) -> FaceModelError:
     """Mean 2D distance (pixels of a crop_size crop) between posed model meshes and landmarks."""
     real = track.landmarks[frames, :N_MESH_VERTICES]
     sub = HeadPoses(poses.scale[frames], poses.rotation[frames], poses.translation[frames], poses.fps)

@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from avatar.config import avatar_home, checkpoints_dir
+from avatar.config import DEFAULT_DEVICE, FPS_MAX, FPS_MIN, avatar_home, checkpoints_dir
 from avatar.errors import AvatarError
 from avatar.io.files import (atomic_output, exclusive_lock, load_arrays, read_json,
                              remove_stale_temps, save_arrays, sha256_file, write_json)
@@ -176,7 +176,7 @@ def _consent(v):
 SCHEMA = {
     "format_version": ((lambda v: v == FORMAT_VERSION), f"{FORMAT_VERSION}", True),
     "name": (*_str(64), False),
-    "fps": (*_num(1.0, 240.0), True),
+    "fps": (*_num(FPS_MIN, FPS_MAX), True),
     "frame_size": (_frame_size, "[width, height], integers from 2 to 16384", True),
     "n_frames": (*_num(1, 10_000_000, True), True),
     "holdout_start": (*_num(0, 10_000_000, True), False),
@@ -294,7 +294,7 @@ def check_complete(folder: str | os.PathLike, config: dict | None = None,
     return config, hashes
 
 
-def load_person(name_or_path: str, device: str = "auto") -> Person:
+def load_person(name_or_path: str, device: str = DEFAULT_DEVICE) -> Person:
     """Load a person folder once (face model, target track + poses, renderer) and check it:
     person.json against its schema, status complete, every file against its recorded sha256."""
     from avatar.render.renderer import FaceRenderer
@@ -445,7 +445,7 @@ def load_track(path: Path) -> tuple[FaceTrack, HeadPoses | None]:
         fps, size = float(meta["fps"]), (int(meta["width"]), int(meta["height"]))
     except (KeyError, ValueError):
         raise AvatarError(f"face track {path} lacks fps/size metadata; re-run tracking") from None
-    if not (1.0 <= fps <= 240.0 and 2 <= size[0] <= 16384 and 2 <= size[1] <= 16384):
+    if not (FPS_MIN <= fps <= FPS_MAX and 2 <= size[0] <= 16384 and 2 <= size[1] <= 16384):
         raise AvatarError(f"face track {path}: fps {fps} or size {size} out of range; file damaged")
     n = len(arrays["landmarks"])
     if any(len(a) != n for a in arrays.values()):

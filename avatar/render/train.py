@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from avatar.config import CROP_SIZE
 from avatar.errors import AvatarError
 from avatar.io.files import atomic_output, write_json
 from avatar.io import person as person_io
@@ -93,7 +94,7 @@ def batch_tensors(samples: RenderSamples, idx: np.ndarray, device, top: int, shi
 
 
 def train_renderer(person_dir: Path, *, minutes: float, device: str = "auto", resume: bool = True,
-                   run_dir: Path | None = None, crop_size: int = 256, steps: int | None = None,
+                   run_dir: Path | None = None, crop_size: int = CROP_SIZE, steps: int | None = None,
                    ablation_uv_only: bool = False, mouth_patch: bool = True,
                    batch_size: int | None = None, checkpoint_every: int | None = None,
                    threads: int | None = None, write_person: bool | None = None,

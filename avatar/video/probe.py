@@ -11,6 +11,7 @@ import subprocess
 from pathlib import Path
 from typing import Iterator
 
+from avatar.config import FPS_MAX
 from avatar.errors import AvatarError
 from avatar.types import VideoInfo
 
@@ -91,7 +92,7 @@ def probe_video(path: str | Path) -> VideoInfo:
         raise AvatarError(f"{path}: cannot read the frame size of its video stream")
     w, h = int(size.group(1)), int(size.group(2))
     fps = _stream_fps(desc)
-    if not fps or fps <= 0 or fps > 240:
+    if not fps or fps <= 0 or fps > FPS_MAX:
         raise AvatarError(f"{path}: cannot read a sane frame rate ({fps}); re-encode it, "
                           "e.g. ffmpeg -i in -r 30 out.mp4")
     duration = header_duration(header)

@@ -20,6 +20,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from avatar.config import FPS_MAX, FPS_MIN
 from avatar.errors import AvatarError
 from avatar.io.files import atomic_output, temp_prefix
 from avatar.types import Speech
@@ -87,8 +88,8 @@ class VideoWriter:
         if width % 2 or height % 2 or width < 2 or height < 2:
             raise AvatarError(f"video size {width}x{height} must be even and positive; "
                               "choose an even --size")
-        if not 1.0 <= fps <= 240.0:
-            raise AvatarError(f"frame rate {fps} is out of range; use --fps between 1 and 240")
+        if not FPS_MIN <= fps <= FPS_MAX:
+            raise AvatarError(f"frame rate {fps} is out of range; use --fps between {FPS_MIN:g} and {FPS_MAX:g}")
         self.path, self.width, self.height, self.fps = Path(path), width, height, float(fps)
         self.audio, self.watermark = audio, watermark
         self.metadata = {"comment": SYNTHETIC_COMMENT, **(metadata or {})}

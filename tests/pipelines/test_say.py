@@ -105,8 +105,16 @@ def test_say_still_size_fps_no_watermark(tmp_path, models):
     frames = VideoReader(out).read_all()
     assert frames.shape[1:] == (48, 64, 3)
     assert np.abs(corner_blue(frames) - (60 + 8 * 5)).max() < 5       # one target frame
+    marked_out = tmp_path / "marked.mp4"                # the same clip with the label
+    assert say(models, marked_out, "--audio", str(wav), "--head-motion", "still", "--start-frame",
+               "5", "--size", "64", "--fps", "5", "--expression-scale", "2") == 0
+    marked = VideoReader(marked_out).read_all().astype(np.float32)
     x0, y0, x1, y1 = watermark_box(64, 48)
-    assert frames[:, y0:y1, x0:x1].max() < 200 or np.median(frames[:, y0:y1, x0:x1]) > 60
+    inside = np.zeros(frames.shape[1:3], bool)
+    inside[y0:y1, x0:x1] = True
+    diff = np.abs(marked - frames.astype(np.float32)).mean(axis=(0, 3))
+    assert diff[inside].mean() > 20                                  # the label is not there
+    assert diff[~inside].mean() < 2                                  # and nothing else differs
     meta = json.loads(out.with_suffix(".json").read_text())
     assert meta["output"]["watermark"] is False and meta["settings"]["expression_scale"] == 2.0
     assert "synthetic" in read_tags(out)["comment"]                  # the tag stays
