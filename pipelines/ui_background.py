@@ -110,7 +110,7 @@ def _zombie(pid: int) -> bool:
 def stop(folder: Path) -> bool:
     """Interrupt a running job like Ctrl-C in a terminal (finished work is kept)."""
     job = read_json(folder / JOB, "job file")
-    if not is_alive(job) or not isinstance(job.get("pid"), int):
+    if state(folder).status != "running" or not isinstance(job.get("pid"), int):
         return False
     try:
         os.killpg(job["pid"], signal.SIGINT)
@@ -162,6 +162,8 @@ def main(folder: str) -> int:
         code = cli.main(argv)
     except SystemExit as e:              # argparse: usage error, already printed
         code = e.code if isinstance(e.code, int) else 2
+    except KeyboardInterrupt:            # stopped before the command started
+        code = INTERRUPTED
     finally:
         sys.stdout.flush()
         sys.stderr.flush()
