@@ -31,6 +31,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--overwrite", action="store_true",
                    help="replace existing <id>.mp4 / <id>.json files this toolkit did not make")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--engine", choices=("local", "ray"), default="local",
+                   help="local: worker processes on this machine (default); ray: each job a Ray "
+                        "task (pip install \".[ray]\"), same guarantees (docs/RELIABILITY.md)")
+    p.add_argument("--address", help="with --engine ray: the Ray cluster, auto (the one `ray start` "
+                   "began on this machine) or HOST:PORT of its head; default: a private Ray "
+                   "instance on this machine for this run")
 
 
 def run(args) -> int:
@@ -42,6 +48,7 @@ def run(args) -> int:
     if not 1 <= args.workers <= max(1, 4 * (os.cpu_count() or 1)):
         raise AvatarError(f"--workers {args.workers} is out of range; use 1 to "
                           f"{4 * (os.cpu_count() or 1)}")
+    pool = engine_pool(args)           # a bad --address or a missing Ray: before the jobs file
     try:
         jobs = parse_jobs(args.jobs, default_person=args.person)
         check_outputs(jobs, Path(args.out), args.overwrite)      # before any work, also --check
@@ -53,10 +60,21 @@ def run(args) -> int:
         return 0
     summary = run_batch(jobs, args.out, workers=args.workers, device=args.device,
                         progress=not args.quiet, audio2expr=args.audio2expr,
-                        overwrite=args.overwrite)
+                        overwrite=args.overwrite, pool=pool)
     print(f"{len(summary.done)} done, {len(summary.skipped)} already finished (skipped), "
           f"{len(summary.recovered)} recovered after an interruption, {len(summary.failed)} failed"
           f" -> {args.out}")
     for job_id, error in summary.failed.items():
         print(f"  failed {job_id}: {error}")
     return 1 if summary.failed else 0
+
+
+def engine_pool(args):
+    """None for the local engine; for --engine ray, what runs the jobs as Ray tasks."""
+    from avatar.errors import AvatarError
+    if args.engine != "ray":
+        if args.address:
+            raise AvatarError("--address names a Ray cluster; it goes with --engine ray")
+        return None
+    from pipelines.ray_engine import ray_pool
+    return ray_pool(args.address)

@@ -423,13 +423,16 @@ def worker_died(job: Job, error: BaseException) -> dict:
 
 def run_batch(jobs: list[Job], out_dir: str | Path, workers: int = 1, device: str = DEFAULT_DEVICE,
               progress: bool = True, audio2expr: str | None = None,
-              overwrite: bool = False) -> BatchSummary:
+              overwrite: bool = False, pool=None) -> BatchSummary:
+    """`pool` runs plan.todo (default: local worker processes; pipelines/ray_engine.py: Ray
+    tasks) with _run_pool's arguments; everything else here is the same for every engine."""
     out_dir = Path(out_dir)
     check_outputs(jobs, out_dir, overwrite)
     with batch_lock(out_dir):
         plan = plan_batch(jobs, out_dir)
         if plan.todo:
-            _run_pool(plan.todo, out_dir, workers, device, progress, plan.summary, audio2expr)
+            (pool or _run_pool)(plan.todo, out_dir, workers, device, progress, plan.summary,
+                                audio2expr)
     return plan.summary
 
 
@@ -482,12 +485,16 @@ def worker_pipeline(person: str, device: str, audio2expr: str | None = None):
     return _PIPELINES[key]
 
 
-def run_job(job: Job, out_dir: str, device: str, audio2expr: str | None = None) -> dict:
-    """Make one clip; never raises: returns a status record (done or failed)."""
+def run_job(job: Job, out_dir: str, device: str, audio2expr: str | None = None,
+            work_dir: str | None = None) -> dict:
+    """Make one clip; never raises: returns a status record (done or failed). With `work_dir`
+    (a worker's own folder inside out_dir) the clip is made there and then published."""
     t0 = time.perf_counter()
     out = Path(out_dir) / f"{job.id}.mp4"
     try:
-        result = make_clip(job, out, device, audio2expr)
+        result = make_clip(job, Path(work_dir) / out.name if work_dir else out, device, audio2expr)
+        if work_dir:
+            publish_clip(Path(work_dir) / out.name, out)
         return {"id": job.id, "status": "done", "spec_sha256": job.spec_sha256,
                 "bytes": out.stat().st_size, "frames": result.n_frames,
                 "seconds": round(time.perf_counter() - t0, 2)}
@@ -499,6 +506,13 @@ def run_job(job: Job, out_dir: str, device: str, audio2expr: str | None = None) 
         log.write_text(traceback.format_exc())
         return {"id": job.id, "status": "failed",
                 "error": f"internal error {type(e).__name__}: {e} (traceback in {log})"}
+
+
+def publish_clip(made: Path, out: Path) -> None:
+    """Move a finished clip into --out: the mp4 first, then its side-car (the order
+    recover_finished relies on); each rename is atomic on one file system, shared or not."""
+    os.replace(made, out)
+    os.replace(made.with_suffix(".json"), out.with_suffix(".json"))
 
 
 def make_clip(job: Job, out: Path, device: str, audio2expr: str | None = None):
