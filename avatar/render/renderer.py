@@ -7,7 +7,9 @@ network, and composite its output over the real band. `FaceRenderer` wraps it fo
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import functools
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -173,10 +175,13 @@ def render_mouth(model: DeferredRenderer, vertices_window: torch.Tensor, window:
 class FaceRenderer:
     """A trained person renderer. `render` re-renders the lower face of full frames."""
 
-    def __init__(self, model: DeferredRenderer, device: torch.device, runtime: str = "torch"):
+    def __init__(self, model: DeferredRenderer, device: torch.device, runtime: str = "torch",
+                 workers: int | None = None):
         """runtime: how inference runs on a CPU (avatar/render/runtime.py RUNTIMES): "torch" is
         PyTorch throughout (U-Nets and rasterizer, the code before OpenVINO and numba); the
-        runtime in use is in `self.runtime`."""
+        runtime in use is in `self.runtime`. workers: with a compiled runtime, a batch is split
+        into this many parts rendered at once, one core each (default: torch's thread count);
+        the frames are the same as from one call."""
         from avatar.render.runtime import accelerate
         self.model = model.to(device).eval()
         textures = [self.model.texture, self.model.mouth.texture if self.model.mouth is not None else None]
@@ -185,7 +190,10 @@ class FaceRenderer:
                 texture.freeze()
         self.device = device
         self.config = model.config
-        self.runtime = accelerate(self.model, runtime, device)
+        workers = max(1, int(workers or torch.get_num_threads())) if device.type == "cpu" else 1
+        self.runtime = accelerate(self.model, runtime, device, streams=workers)
+        self.workers = 1 if self.runtime == "torch" else workers
+        self._pool = ThreadPoolExecutor(self.workers, "avatar-render") if self.workers > 1 else None
 
     @staticmethod
     def load(person_dir: str | Path, device: str = "auto", runtime: str = "auto") -> "FaceRenderer":
@@ -205,6 +213,17 @@ class FaceRenderer:
         expressions); with them the lips window moves the frames' real skin and lip detail onto
         the new mouth. source_frames: other frames to take that detail from (evaluation
         takes it from other times of the clip, never from the frame it compares with)."""
+        parts = [meshes_frame_px, frames, crop_boxes, frame_meshes, source_frames]
+        if self._pool is None or len(frames) < 2:
+            return self._render(*parts)
+        cuts = np.array_split(np.arange(len(frames)), min(self.workers, len(frames)))
+        chunks = [[None if a is None else a[c[0]:c[-1] + 1] for a in parts] for c in cuts]
+        with torch_threads(1):                  # one core per part
+            done = [self._pool.submit(contextvars.copy_context().run, self._render, *chunk)
+                    for chunk in chunks]
+            return np.concatenate([d.result() for d in done])
+
+    def _render(self, meshes_frame_px, frames, crop_boxes, frame_meshes, source_frames) -> np.ndarray:
         with contextlib.nullcontext() if self.runtime != "torch" else pytorch_only():
             out = self.first_stage(meshes_frame_px, frames, crop_boxes)
             if self.model.mouth is None:
@@ -252,6 +271,17 @@ class FaceRenderer:
             alpha = res.alpha[:, 0].cpu().numpy()
         return np.stack([paste_window(f, n, a, o, scale)
                          for f, n, a, o in zip(frames, net, alpha, origins)])
+
+
+@contextlib.contextmanager
+def torch_threads(n: int):
+    """PyTorch's intra-op threads set to n for the block (process-wide), then restored."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _check_inputs(meshes, frames, boxes):

@@ -13,6 +13,7 @@ Runtimes: "torch" (never accelerate), "openvino" (fp32 or bf16 as the CPU allows
 from __future__ import annotations
 
 import functools
+import threading
 
 import numpy as np
 import torch
@@ -58,32 +59,38 @@ def native_bf16() -> bool:
     return "BF16" in _core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
 
 
-def accelerate(model: DeferredRenderer, runtime: str, device: torch.device, threads: int | None = None) -> str:
-    """Give the model's U-Nets compiled OpenVINO graphs for the shapes inference uses.
+def accelerate(model: DeferredRenderer, runtime: str, device: torch.device, threads: int | None = None,
+               streams: int = 1) -> str:
+    """Give the model's U-Nets compiled OpenVINO graphs for the shapes inference uses, able to
+    run `streams` calls at once (one per renderer worker thread), `threads` in all.
     Returns the runtime in use ('torch': nothing changed)."""
     used = resolve_runtime(runtime, device)
     if used == "torch":
         return used
     cfg = model.config
     precision = "bf16" if used == "openvino" and native_bf16() else "f32"
-    threads = threads or torch.get_num_threads()
-    model.unet.accelerated = compile_unet(model.unet, (cfg.band_height, cfg.crop_size), precision, threads)
+    threads = max(threads or torch.get_num_threads(), streams)
+    model.unet.accelerated = compile_unet(model.unet, (cfg.band_height, cfg.crop_size), precision,
+                                          threads, streams)
     if model.mouth is not None:
         model.mouth.unet.accelerated = compile_unet(model.mouth.unet, tuple(cfg.mouth_window),
-                                                    precision, threads)
+                                                    precision, threads, streams)
     return used if precision == "bf16" else "openvino-fp32"
 
 
-def compile_unet(unet: UNet, size: tuple[int, int], precision: str, threads: int):
+def compile_unet(unet: UNet, size: tuple[int, int], precision: str, threads: int, streams: int = 1):
     """An OpenVINO-compiled copy of `unet` for inputs [any batch, C, *size]; called with a
-    float32 tensor, it returns a float32 tensor like unet(x) does."""
-    compiled = _core().compile_model(unet_graph(unet, size), "CPU", {
-        "INFERENCE_PRECISION_HINT": precision, "INFERENCE_NUM_THREADS": int(threads),
-        "PERFORMANCE_HINT": "LATENCY"})
-    request = compiled.create_infer_request()
+    float32 tensor, it returns a float32 tensor like unet(x) does. Each calling thread gets its
+    own infer request, so `streams` threads can run it at once."""
+    settings = {"INFERENCE_PRECISION_HINT": precision, "INFERENCE_NUM_THREADS": int(threads)}
+    settings.update({"NUM_STREAMS": int(streams)} if streams > 1 else {"PERFORMANCE_HINT": "LATENCY"})
+    compiled = _core().compile_model(unet_graph(unet, size), "CPU", settings)
+    local = threading.local()
 
     def run(x: torch.Tensor) -> torch.Tensor:
-        out = request.infer({0: np.ascontiguousarray(x.detach().cpu().numpy(), np.float32)})
+        if not hasattr(local, "request"):
+            local.request = compiled.create_infer_request()
+        out = local.request.infer({0: np.ascontiguousarray(x.detach().cpu().numpy(), np.float32)})
         return torch.from_numpy(np.array(out[0], np.float32, copy=True))
 
     run.precision = precision
