@@ -129,10 +129,12 @@ def cache_dir() -> Path:
 
 
 def checkpoints_dir() -> Path:
-    """The shipped models: installed as package data (avatar/checkpoints), or the repository's
-    checkpoints/ in a source checkout; $AVATAR_CHECKPOINTS overrides both."""
-    override = _env_path("AVATAR_CHECKPOINTS")
-    if override:
-        return override
+    """The shipped models in use: $AVATAR_CHECKPOINTS, else the package's (package_checkpoints)."""
+    return _env_path("AVATAR_CHECKPOINTS") or package_checkpoints()
+
+
+def package_checkpoints() -> Path:
+    """The models shipped with the code: package data of an installed wheel (avatar/checkpoints),
+    or the repository's checkpoints/ in a source checkout (an editable install)."""
     installed = PACKAGE_DIR / "checkpoints"
     return installed if installed.is_dir() else PACKAGE_DIR.parent / "checkpoints"

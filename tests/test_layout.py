@@ -39,3 +39,14 @@ def test_library_does_not_import_pipelines_or_cli():
 def test_layout_checks_see_an_import_of_pipelines():
     tree = ast.parse("def f():\n    from pipelines.say import run\n")
     assert "pipelines.say" in _imported_modules(tree)
+
+
+def test_every_package_is_in_the_wheel():
+    """pyproject.toml lists the packages (it maps checkpoints/ into the wheel as
+    avatar.checkpoints, which rules out automatic discovery): a new subpackage must be listed."""
+    import tomllib
+    listed = set(tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {".".join(p.parent.relative_to(REPO).parts) for folder in ("avatar", "pipelines")
+             for p in (REPO / folder).rglob("__init__.py")}
+    assert found <= listed, f"add to pyproject.toml packages: {sorted(found - listed)}"
+    assert "avatar.checkpoints" in listed

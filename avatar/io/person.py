@@ -10,7 +10,8 @@
 
 Where persons live: a user's persons in `$AVATAR_HOME/persons` (default
 `~/.local/share/avatar-toolkit/persons`, or `$XDG_DATA_HOME/avatar-toolkit/persons`); persons
-shipped with the package (`demo`) in `checkpoints/persons` (`$AVATAR_CHECKPOINTS`). A name is
+shipped with the package (`demo`) in its checkpoints' `persons` (avatar.config.checkpoints_dir:
+`$AVATAR_CHECKPOINTS`, the wheel's package data or a checkout's `checkpoints/`). A name is
 looked up in the user's folder first, then in the shipped one.
 
 person.json is read with limits (1 MiB, nesting depth 16) and checked against `SCHEMA` (types,
@@ -34,7 +35,8 @@ from pathlib import Path
 
 import numpy as np
 
-from avatar.config import DEFAULT_DEVICE, FPS_MAX, FPS_MIN, avatar_home, checkpoints_dir
+from avatar.config import (DEFAULT_DEVICE, FPS_MAX, FPS_MIN, avatar_home, checkpoints_dir,
+                           package_checkpoints)
 from avatar.errors import AvatarError
 from avatar.io.files import (atomic_output, exclusive_lock, load_arrays, read_json,
                              remove_stale_temps, save_arrays, sha256_file, write_json)
@@ -63,7 +65,6 @@ MAX_CONSENT_CHARS = 2000
 STATUSES = ("tracked", "complete")
 
 # --- where persons live (folders from avatar.config, the one reader of the environment) --------
-REPO_ROOT = Path(__file__).resolve().parents[2]          # a source checkout's root (its checkpoints/)
 CHECKPOINTS = checkpoints_dir()
 PERSONS_ROOT = CHECKPOINTS / "persons"                   # the shipped persons (alias, see below)
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -89,7 +90,7 @@ def persons_roots() -> list[Path]:
 
 def protected_roots() -> list[Path]:
     """Folders no output may be written into: every persons root and the shipped checkpoints."""
-    return [*persons_roots(), Path(CHECKPOINTS), REPO_ROOT / "checkpoints"]
+    return [*persons_roots(), Path(CHECKPOINTS), package_checkpoints()]
 
 
 def check_person_name(name: str) -> str:

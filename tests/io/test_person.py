@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -120,7 +121,7 @@ def test_consent_is_required_and_repeated_in_side_cars(tmp_path, face_video, cap
 
 
 def test_kill_script_helpers(tmp_path):
-    sys.path.insert(0, str(person_io.REPO_ROOT / "bench"))
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
     import kill_resume
     text = "tracking target.mp4:  50%|#####     | 150/300 [00:05<00:05]\rtracking target.mp4: " \
            " 100%|##########| 300/300 [00:10<00:00]\ntraining renderer:  10%|#   | 3/30 [00:01]"
