@@ -7,8 +7,8 @@ Every video with an audio track under the corpus folders is a training clip; its
 name of the folder it sits in. Targets are the tracked blendshapes (tracking is cached). Whole
 speakers given with --holdout are kept out of training and used for evaluation: Pearson r of
 predicted vs tracked jawOpen and mouth blendshapes, MAE, best audio/video offset, mouth at rest in
-silence, and the loudness baseline, written with curve plots to runs/<id>/. The checkpoint goes to
---out (default checkpoints/audio2expr).
+silence, and the loudness baseline, written with curve plots to $AVATAR_HOME/runs/<id>/. The
+checkpoint goes to --out (default $AVATAR_HOME/audio2expr; `say --audio2expr DIR` uses it).
 
 Before training, the phonetic prior (phones PocketSphinx hears, textbook jaw/lip positions) finds
 each clip's audio/video offset, which is removed, and leaves out clips whose lips follow their
@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from avatar.config import avatar_home
 from avatar.errors import AvatarError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -44,9 +45,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="speech features: Whisper tiny encoder (default), Whisper + hama phoneme "
                         "log-posteriors, hama alone, Whisper plus the articulation curves of the "
                         "recognized phones, or log-mel")
-    p.add_argument("--out", type=Path, default=REPO / "checkpoints" / "audio2expr",
-                   help="checkpoint folder to write (default checkpoints/audio2expr)")
-    p.add_argument("--run-dir", type=Path, default=None, help="run folder (default runs/audio2expr-<time>)")
+    p.add_argument("--out", type=Path, default=avatar_home() / "audio2expr",
+                   help="checkpoint folder to write (default $AVATAR_HOME/audio2expr; say and "
+                   "batch use it with --audio2expr; to replace the shipped network in a source "
+                   "checkout give --out checkpoints/audio2expr)")
+    p.add_argument("--run-dir", type=Path, default=None,
+                   help="run folder (default $AVATAR_HOME/runs/audio2expr-<time>)")
     p.add_argument("--audio-check", type=Path, default=DEFAULT_AUDIO_CHECK,
                    help="folder of audio-only clips to check (jawOpen r vs loudness, plots)")
     p.add_argument("--seed", type=int, default=0)
@@ -86,18 +90,44 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import torch
-    from avatar.audio.features import FEATURE_DIMS
-    from avatar.expression.checkpoint import closed_pose_z, load_audio2expr, save_audio2expr
-    from avatar.expression.data import build_variants, find_clips, silence_features
-    from avatar.expression.model import NetConfig
-    from avatar.expression.train import TrainConfig, fit_normalizer, fit_prior, screen_clips
-    from avatar.expression.prior import PriorConfig, combined_curves
-    from avatar.types import MOUTH_BLENDSHAPES
+    from avatar.expression.checkpoint import load_audio2expr
+    from avatar.expression.data import build_variants
+    from avatar.io.person import runs_root
 
     torch.set_num_threads(1)
     started = time.monotonic()
-    run_dir = args.run_dir or REPO / "runs" / f"audio2expr-{time.strftime('%Y%m%d-%H%M%S')}"
+    run_dir = args.run_dir or runs_root() / f"audio2expr-{time.strftime('%Y%m%d-%H%M%S')}"
     run_dir.mkdir(parents=True, exist_ok=True)
+    train, test, holdout = corpus_split(args)
+    if args.evaluate_only:
+        model = load_audio2expr(args.out)
+        for c in test:
+            build_variants(c, ["clean"], model.feature_kind, seed=0)
+        metrics = evaluate_clips(model, test, run_dir / "heldout_curves.png", "held-out speakers")
+        return finish(args, model, metrics, run_dir, started)
+    if args.tts_sentences > 0 and args.features in ("hama", "logmel80"):
+        raise AvatarError(f"--tts-sentences needs Whisper features; use --features whisper_hama or "
+                          f"whisper_tiny, or --tts-sentences 0 with --features {args.features}")
+    train, sync = screened_clips(args, train)
+    for i, c in enumerate(train):
+        build_variants(c, AUGMENTATIONS, args.features, seed=args.seed + i)
+    for c in test:
+        build_variants(c, ["clean"], args.features, seed=0)
+    net, losses = train_and_save(args, train, started, {
+        "clips": [c.name for c in train], "speakers": sorted({c.speaker for c in train}),
+        "holdout_speakers": sorted(holdout),
+        "clip_sync": {k: {"offset_frames": v.lag, "prior_r": v.r, "used": v.used} for k, v in sync.items()}})
+    model = load_audio2expr(args.out)
+    metrics = evaluate_clips(model, test, run_dir / "heldout_curves.png", "held-out speakers")
+    metrics["training_clips_in_sample"] = evaluate_clips(model, train, run_dir / "train_curves.png",
+                                                         "training clips (in-sample)")
+    metrics["loss_curve"] = [float(np.mean(losses[i:i + 50])) for i in range(0, len(losses), 50)]
+    return finish(args, model, metrics, run_dir, started)
+
+
+def corpus_split(args) -> tuple[list, list, set]:
+    """(training clips, held-out clips, held-out speakers) of the corpus folders."""
+    from avatar.expression.data import find_clips
     skipped: list = []
     found = find_clips(args.corpus or DEFAULT_CORPUS, skipped)
     for path, reason in skipped:
@@ -115,18 +145,14 @@ def run(args: argparse.Namespace) -> int:
         raise AvatarError("no training clips left after --holdout; hold out fewer speakers")
     print(f"{len(train)} training clips ({sum(len(c.targets) for c in train)} frames), "
           f"{len(test)} held-out clips; building features ({args.features}) ...")
-    if args.evaluate_only:
-        model = load_audio2expr(args.out)
-        for c in test:
-            build_variants(c, ["clean"], model.feature_kind, seed=0)
-        metrics = evaluate_clips(model, test, run_dir / "heldout_curves.png", "held-out speakers")
-        return finish(args, model, metrics, run_dir, started)
-    if args.tts_sentences > 0 and args.features in ("hama", "logmel80"):
-        raise AvatarError(f"--tts-sentences needs Whisper features; use --features whisper_hama or "
-                          f"whisper_tiny, or --tts-sentences 0 with --features {args.features}")
-    net_cfg = NetConfig(feature_dim=FEATURE_DIMS[args.features],
-                        window=32 if args.features == "logmel80" else 16,
-                        n_out=len(MOUTH_BLENDSHAPES))
+    return train, test, holdout
+
+
+def screened_clips(args, train: list) -> tuple[list, dict]:
+    """The training clips whose lips follow their audio (prior match >= --min-sync), and the
+    offset and match found for every clip."""
+    from avatar.expression.prior import PriorConfig
+    from avatar.expression.train import screen_clips
     sync = screen_clips(train, PriorConfig(), min_r=args.min_sync)
     for name, s in sync.items():
         print(f"  {name}: offset {s.lag:+d} frames, prior match r {s.r:.2f}"
@@ -134,53 +160,57 @@ def run(args: argparse.Namespace) -> int:
     train = [c for c in train if sync[c.name].used]
     if not train:
         raise AvatarError(f"no training clip matches its audio (every prior match < --min-sync {args.min_sync})")
-    for i, c in enumerate(train):
-        build_variants(c, AUGMENTATIONS, args.features, seed=args.seed + i)
-    for c in test:
-        build_variants(c, ["clean"], args.features, seed=0)
-    feature_norm = fit_feature_norm(args, train)
-    normalizer = fit_normalizer(train)
-    silence = silence_features(args.features)
+    return train, sync
+
+
+def articulation_net(args, feature_dim: int):
+    """The articulation net: taken from --articulation-from, trained on piper speech, or None."""
+    if args.articulation_from is None:
+        return train_tts_articulation(args, feature_dim) if args.tts_sentences > 0 else None
+    from avatar.expression.checkpoint import load_articulation
+    from avatar.io.files import read_json
+    articulation = load_articulation(args.articulation_from,
+                                     read_json(args.articulation_from / "config.json", "audio2expr config"))
+    if articulation is None:
+        raise AvatarError(f"{args.articulation_from} has no articulation net; drop --articulation-from")
+    return articulation
+
+
+def train_and_save(args, train: list, started: float, training: dict):
+    """Train the ensemble (within the time budget) and its phonetic prior, write --out."""
+    from avatar.audio.features import FEATURE_DIMS
+    from avatar.expression.checkpoint import closed_pose_z, save_audio2expr
+    from avatar.expression.data import silence_features
+    from avatar.expression.model import NetConfig
+    from avatar.expression.prior import PriorConfig, combined_curves
+    from avatar.expression.train import TrainConfig, fit_normalizer, fit_prior
+    from avatar.types import MOUTH_BLENDSHAPES
+
+    net_cfg = NetConfig(feature_dim=FEATURE_DIMS[args.features],
+                        window=32 if args.features == "logmel80" else 16, n_out=len(MOUTH_BLENDSHAPES))
+    feature_norm, normalizer = fit_feature_norm(args, train), fit_normalizer(train)
     cfg = TrainConfig(steps=args.steps, seed=args.seed)
     if args.silence_gate_db is not None and args.silence_gate_db < 0:
         args.silence_gate_db = None
-    if args.articulation_from is not None:
-        from avatar.expression.checkpoint import load_articulation
-        from avatar.io.files import read_json
-        articulation = load_articulation(args.articulation_from,
-                                         read_json(args.articulation_from / "config.json", "audio2expr config"))
-        if articulation is None:
-            raise AvatarError(f"{args.articulation_from} has no articulation net; drop --articulation-from")
-    else:
-        articulation = train_tts_articulation(args, net_cfg.feature_dim) if args.tts_sentences > 0 else None
+    articulation = articulation_net(args, net_cfg.feature_dim)
     budget = args.minutes * 60 - (time.monotonic() - started) - 60
-    net, losses = train_ensemble(train, net_cfg, cfg, silence, normalizer, args.ensemble, max(budget, 30.0),
-                                 feature_norm)
-    lead_s, smooth_s = PriorConfig.lead_s, PriorConfig.smooth_s
+    net, losses = train_ensemble(train, net_cfg, cfg, silence_features(args.features), normalizer,
+                                 args.ensemble, max(budget, 30.0), feature_norm)
     curves = [combined_curves(c.phones, whisper_part(c.variants[0].features), articulation, c.fps,
-                              len(c.targets), lead_s, smooth_s) for c in train]
+                              len(c.targets), PriorConfig.lead_s, PriorConfig.smooth_s) for c in train]
     prior = fit_prior([network_z(net, c, net_cfg.window, feature_norm) for c in train], curves,
                       args.prior_weight)
-    extra = {"training": {"clips": [c.name for c in train], "speakers": sorted({c.speaker for c in train}),
-                          "holdout_speakers": sorted(holdout), "steps_per_network": len(losses),
-                          "ensemble": args.ensemble,
-                          "final_loss": float(np.mean(losses[-50:])),
-                          "clip_sync": {k: {"offset_frames": v.lag, "prior_r": v.r, "used": v.used}
-                                        for k, v in sync.items()},
-                          "augmentations": AUGMENTATIONS, "train_config": cfg.__dict__,
-                          "tts_sentences": args.tts_sentences, "skipped_files": getattr(args, "skipped", [])}}
+    extra = {"training": {**training, "steps_per_network": len(losses), "ensemble": args.ensemble,
+                          "final_loss": float(np.mean(losses[-50:])), "augmentations": AUGMENTATIONS,
+                          "train_config": cfg.__dict__, "tts_sentences": args.tts_sentences,
+                          "skipped_files": getattr(args, "skipped", [])}}
     closure = {"lead_s": args.closure_lead_s} if args.closure_lead_s >= 0 else None
     save_audio2expr(args.out, net, args.features, normalizer.mean, normalizer.std, extra,
                     rest_z=normalizer.rest, silence_gate_db=args.silence_gate_db, prior=prior,
                     articulation=articulation, feature_norm=feature_norm, output_gain=args.output_gain,
                     closure=closure,
                     closed_z=closed_pose_z(normalizer.mean, normalizer.std, normalizer.rest) if closure else None)
-    model = load_audio2expr(args.out)
-    metrics = evaluate_clips(model, test, run_dir / "heldout_curves.png", "held-out speakers")
-    metrics["training_clips_in_sample"] = evaluate_clips(model, train, run_dir / "train_curves.png",
-                                                         "training clips (in-sample)")
-    metrics["loss_curve"] = [float(np.mean(losses[i:i + 50])) for i in range(0, len(losses), 50)]
-    return finish(args, model, metrics, run_dir, started)
+    return net, losses
 
 
 def train_tts_articulation(args, feature_dim: int):

@@ -50,3 +50,22 @@ def test_every_package_is_in_the_wheel():
              for p in (REPO / folder).rglob("__init__.py")}
     assert found <= listed, f"add to pyproject.toml packages: {sorted(found - listed)}"
     assert "avatar.checkpoints" in listed
+
+
+def _long_functions(tree: ast.AST, limit: int = MAX_FUNCTION_LINES) -> list[tuple[str, int]]:
+    return [(node.name, node.end_lineno - node.lineno + 1) for node in ast.walk(tree)
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+            and node.end_lineno - node.lineno + 1 > limit]
+
+
+def test_no_function_is_longer_than_60_lines():
+    long = [f"{path.relative_to(REPO)}: {name} ({n} lines)"
+            for path in _sources("avatar", "pipelines", "cli.py")
+            for name, n in _long_functions(ast.parse(path.read_text(encoding="utf-8")))]
+    assert not long, f"split these functions (at most {MAX_FUNCTION_LINES} lines): {long}"
+
+
+def test_the_length_check_counts_lines():
+    body = "\n".join(f"    x{i} = {i}" for i in range(60))
+    assert _long_functions(ast.parse(f"def f():\n{body}\n")) == [("f", 61)]
+    assert _long_functions(ast.parse(f"def f():\n{body[:body.rindex(chr(10))]}\n")) == []

@@ -93,6 +93,19 @@ def batch_tensors(samples: RenderSamples, idx: np.ndarray, device, top: int, shi
     return torch.from_numpy(verts).to(device), band
 
 
+def _start(config: RendererConfig, dev: torch.device, run_dir: Path, resume: bool):
+    """A new model (seeded) and its optimizer, or the run's checkpoint continued."""
+    torch.manual_seed(0)
+    model = DeferredRenderer(config).to(dev)
+    optimizer = make_optimizer(model)
+    state = {"step": 0, "elapsed_s": 0.0, "history": []}
+    ckpt = run_dir / "checkpoint.safetensors"
+    if resume and ckpt.is_file():
+        state = load_checkpoint(ckpt, model, optimizer)
+        print(f"resuming {run_dir.name} at step {state['step']}", file=sys.stderr)
+    return model, optimizer, state
+
+
 def train_renderer(person_dir: Path, *, minutes: float, device: str = "auto", resume: bool = True,
                    run_dir: Path | None = None, crop_size: int = CROP_SIZE, steps: int | None = None,
                    ablation_uv_only: bool = False, mouth_patch: bool = True,
@@ -127,14 +140,7 @@ def train_renderer(person_dir: Path, *, minutes: float, device: str = "auto", re
         samples = person_samples(person_dir, crop_size, config.band_top, progress)
     if samples.crop_size != crop_size:
         raise ValueError("samples were prepared for another crop size")
-    torch.manual_seed(0)
-    model = DeferredRenderer(config).to(dev)
-    optimizer = make_optimizer(model)
-    state = {"step": 0, "elapsed_s": 0.0, "history": []}
-    ckpt = run_dir / "checkpoint.safetensors"
-    if resume and ckpt.is_file():
-        state = load_checkpoint(ckpt, model, optimizer)
-        print(f"resuming {run_dir.name} at step {state['step']}", file=sys.stderr)
+    model, optimizer, state = _start(config, dev, run_dir, resume)
     batch_size = batch_size or (16 if dev.type == "cuda" else 4)
     checkpoint_every = checkpoint_every or checkpoint_interval(steps)
     run_config = {"person": str(person_dir), "renderer": config.to_dict(), "minutes": minutes,

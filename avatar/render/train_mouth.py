@@ -260,20 +260,8 @@ def train_mouth_stage(model: DeferredRenderer, samples: MouthSamples, run_dir: P
     start, elapsed0, window_losses = time.time(), state["elapsed_s"], []
     model.train()
     while state["step"] < steps and elapsed0 + time.time() - start < budget:
-        scale = lr_scale(state["step"] / steps)
-        for g in opt.param_groups:
-            g["lr"] = g["base_lr"] * scale
-        rng = np.random.default_rng([11, state["step"]])
-        idx = rng.choice(train_idx, size=batch_size, replace=len(train_idx) < batch_size)
-        sources = pick_sources(rng, idx, train_idx) if model.config.source_detail else None
-        verts, first, real, raster, source, _ = batch_windows(samples, idx, dev, rng, sources)
-        res = render_mouth(model, verts, first, raster, source)
-        if disc is not None:
-            _disc_step(disc, d_opt, first, real, res.output.detach())
-        loss, terms = generator_loss(res, real, first, disc, losses)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        loss, terms = _train_step(model, opt, (disc, d_opt), samples, train_idx, state["step"] / steps,
+                                  np.random.default_rng([11, state["step"]]), batch_size, dev, losses)
         state["step"] += 1
         window_losses.append(float(loss.detach()))
         bar.update(1)
@@ -291,6 +279,26 @@ def train_mouth_stage(model: DeferredRenderer, samples: MouthSamples, run_dir: P
     metrics.update(step=state["step"], train_minutes=round(state["elapsed_s"] / 60, 2), losses=list(losses))
     write_json(run_dir / "metrics.json", metrics)
     return metrics
+
+
+def _train_step(model, opt, discriminator, samples: MouthSamples, train_idx: np.ndarray,
+                progress: float, rng: np.random.Generator, batch_size: int, dev, losses):
+    """One optimizer step (and one of the discriminator, with the GAN loss) at `progress` of the
+    run (learning-rate schedule); returns the generator loss and its terms."""
+    disc, d_opt = discriminator
+    for g in opt.param_groups:
+        g["lr"] = g["base_lr"] * lr_scale(progress)
+    idx = rng.choice(train_idx, size=batch_size, replace=len(train_idx) < batch_size)
+    sources = pick_sources(rng, idx, train_idx) if model.config.source_detail else None
+    verts, first, real, raster, source, _ = batch_windows(samples, idx, dev, rng, sources)
+    res = render_mouth(model, verts, first, raster, source)
+    if disc is not None:
+        _disc_step(disc, d_opt, first, real, res.output.detach())
+    loss, terms = generator_loss(res, real, first, disc, losses)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    return loss, terms
 
 
 def _optimizer(model: DeferredRenderer) -> torch.optim.AdamW:
