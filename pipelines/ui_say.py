@@ -143,7 +143,7 @@ def clip_summary(video: Path) -> str:
     meta = read_json(video.with_suffix(".json"), "side-car")
     o = meta.get("output", {})
     mark = "with" if o.get("watermark") else "WITHOUT"
-    return (f"{video.name}: {o.get('frames')} frames, {o.get('duration_s')} s, "
+    return (f"{video.name}: {o.get('frames')} frames, {float(o.get('duration_s', 0)):.2f} s, "
             f"{o.get('width')}x{o.get('height')}, {mark} the visible SYNTHETIC label; "
             f"side-car {video.with_suffix('.json').name}")
 

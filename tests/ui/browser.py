@@ -60,14 +60,15 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def served(home: Path, a2e: Path, log: Path, timeout_s: float = 120.0):
-    """`python cli.py ui` on a free port; yields its URL, stops it afterwards."""
+def served(home: Path, a2e: Path | None, log: Path, timeout_s: float = 120.0):
+    """`python cli.py ui` on a free port (a2e None: the shipped audio2expr); yields its URL,
+    stops it afterwards."""
     port = free_port()
     env = {**os.environ, "AVATAR_HOME": str(home), "OMP_NUM_THREADS": "1"}
     with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, str(REPO / "cli.py"), "ui", "--port", str(port),
-                                 "--audio2expr", str(a2e), "--device", "cpu"], cwd=REPO, env=env,
-                                stdout=out, stderr=subprocess.STDOUT)
+        argv = [sys.executable, str(REPO / "cli.py"), "ui", "--port", str(port), "--device", "cpu"]
+        proc = subprocess.Popen(argv + (["--audio2expr", str(a2e)] if a2e else []), cwd=REPO,
+                                env=env, stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"
     try:
         wait_for_page(url, proc, timeout_s, log)

@@ -98,3 +98,48 @@ def test_page_fetches_nothing_from_outside(page):
         ".filter(n => !n.startsWith(arguments[0]) && !n.startsWith('data:') && !n.startsWith('blob:'))",
         url.rstrip("/"))
     assert outside == []
+
+
+def test_batch_tab_in_the_browser(page, tmp_path):
+    import zipfile
+    driver, downloads = page[0], page[2]
+    jobs = tmp_path / "jobs.jsonl"
+    jobs.write_text('{"id": "b1", "text": "Hello.", "person": "tiny"}\n'
+                    '{"id": "b2", "text": "Bye.", "person": "tiny", "head_motion": "still"}\n')
+    browser.open_tab(driver, "Batch")
+    wait(driver, lambda d: d.find_elements("css selector", "#batch-jobs input[type=file]"), 10)
+    driver.find_element("css selector", "#batch-jobs input[type=file]").send_keys(str(jobs))
+    wait(driver, lambda d: ".jsonl" in d.find_element("css selector", "#batch-jobs").text, 30)
+    driver.find_element("css selector", "#batch-start").click()
+    wait(driver, lambda d: "done; 2 of 2 done" in status(d, "batch-status")
+         or status(d, "batch-status").startswith("error:"), 180)
+    assert status(driver, "batch-status").endswith("done; 2 of 2 done, 0 failed")
+    table = driver.find_element("css selector", "#batch-table").text.split()
+    assert table.count("done") == 2 and "b1" in table and "b2" in table
+    link = wait(driver, lambda d: d.find_elements("css selector", "#batch-zip a[download]"), 30)[0]
+    link.click()
+    with zipfile.ZipFile(browser.wait_for_file(downloads / link.get_attribute("download"))) as z:
+        assert sorted(z.namelist()) == ["b1.json", "b1.mp4", "b2.json", "b2.mp4", "status.jsonl"]
+
+
+def test_fit_tab_in_the_browser(page, face_video):
+    from selenium.webdriver.common.keys import Keys
+    driver = page[0]
+    browser.open_tab(driver, "Fit a person")
+    wait(driver, lambda d: d.find_elements("css selector", "#fit-clips input[type=file]"), 10)
+    driver.find_element("css selector", "#fit-clips input[type=file]").send_keys(str(face_video))
+    wait(driver, lambda d: ".mp4" in d.find_element("css selector", "#fit-clips").text, 30)
+    driver.find_element("css selector", "#fit-name input, #fit-name textarea").send_keys("astro")
+    driver.find_element("css selector", "#fit-consent textarea").send_keys("synthetic test")
+    minutes = driver.find_element("css selector", "#fit-minutes input")
+    minutes.send_keys(Keys.CONTROL, "a")
+    minutes.send_keys("0")                              # tracking and face model only
+    driver.find_element("css selector", "#fit-start").click()
+    wait(driver, lambda d: status(d, "fit-status").startswith(("fit of astro: finished", "error:",
+                                                               "fit of astro: failed")), 180)
+    assert status(driver, "fit-status") == "fit of astro: finished"
+    sheet = wait(driver, lambda d: d.find_elements("css selector", "#fit-sheet img"), 30)[0]
+    assert sheet.get_attribute("src") and driver.execute_script(
+        "return arguments[0].naturalWidth", sheet) > 100
+    assert wait(driver, lambda d: d.find_elements("css selector", "#fit-overlay video"), 30)
+    assert "person folder:" in driver.find_element("css selector", "#fit-log textarea").get_attribute("value")
