@@ -36,7 +36,7 @@ from avatar.render.renderer import FaceRenderer, mesh_topology, pick_device  # n
 from avatar.render.mouth import patch_vertices  # noqa: E402
 from avatar.render.raster import rasterize  # noqa: E402
 from avatar.face.crop import raw_crop_boxes  # noqa: E402
-from avatar.render.synthetic import synthetic_model, synthetic_motion  # noqa: E402
+from tests.synthetic import synthetic_model, synthetic_motion  # noqa: E402
 from avatar.types import Expressions  # noqa: E402
 
 

@@ -33,7 +33,7 @@ def speech_wav(path, seconds, sr=22050, amplitude=0.3):
 
 
 def corner_blue(frames):
-    """The tiny target's background blue level is 60 + 8 * frame index (avatar.render.synthetic)."""
+    """The tiny target's background blue level is 60 + 8 * frame index (tests.synthetic)."""
     return frames[:, 2:6, 2:6, 2].reshape(len(frames), -1).mean(1)
 
 

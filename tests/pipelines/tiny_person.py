@@ -1,6 +1,6 @@
 """A tiny person folder for end-to-end tests (no ../shared data, no training).
 
-The synthetic person of `avatar.render.synthetic` (posed canonical mesh drawn with a procedural
+The synthetic person of `tests.synthetic` (posed canonical mesh drawn with a procedural
 texture), small and wider than high, plus an untrained, very small DeferredRenderer saved through the renderer's own
 store and the file hashes `train-person` records (so the checksum and config paths run for real).
 """
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from avatar.render.synthetic import make_synthetic_person
+from tests.synthetic import make_synthetic_person
 from avatar.types import N_BLENDSHAPES
 
 SIZE, WIDTH, FPS, N_FRAMES = 96, 128, 10.0, 16

@@ -13,7 +13,7 @@ from avatar.render.metrics import MouthScores, mouth_box, mouth_frame_scores
 from avatar.render.model import RendererConfig
 from avatar.render.renderer import FaceRenderer
 from avatar.render.store import load_weights
-from avatar.render.synthetic import make_synthetic_person
+from tests.synthetic import make_synthetic_person
 from avatar.render.train import train_renderer
 from avatar.render.train_mouth import (LOSSES, person_mouth_samples, train_mouth_stage, window_geometry,
                                        with_mouth_stage)

@@ -11,7 +11,7 @@ from avatar.render.model import RendererConfig
 from avatar.render.data import driven_meshes, load_person_geometry
 from avatar.render.renderer import FaceRenderer
 from avatar.render.store import load_weights
-from avatar.render.synthetic import make_synthetic_person
+from tests.synthetic import make_synthetic_person
 from avatar.render.train import train_renderer
 from avatar.video.reader import VideoReader
 

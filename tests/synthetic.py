@@ -1,4 +1,4 @@
-"""A tiny synthetic person folder (for tests and benchmarks without real footage).
+"""Test fixture: a tiny synthetic person folder (for tests and benchmarks without real footage).
 
 The canonical mesh is posed with smooth head motion and a jaw-opening expression, and drawn with a
 procedural texture (skin stripes, a dark mouth interior) over a gradient background whose blue
