@@ -27,6 +27,7 @@ import numpy as np
 
 from avatar.config import CROP_SIZE, SAY_DEFAULTS
 from avatar.errors import AvatarError
+from avatar.io import person as person_io
 
 EVAL_CROP = CROP_SIZE
 
@@ -79,7 +80,7 @@ def first_frame(folder: Path, video: Path, n: int, all_frames: bool) -> tuple[in
     from avatar.render.data import holdout_start
     config = read_config(folder)
     digest = sha256_file(video)
-    if digest == sha256_file(folder / "target.mp4"):
+    if digest == sha256_file(folder / person_io.TARGET):
         return (0, "target video, all frames") if all_frames else (
             holdout_start(n, config), "target video, held-out frames")
     if any(isinstance(i, dict) and i.get("sha256") == digest for i in config.get("inputs", [])):
@@ -121,7 +122,7 @@ def evaluate_clip(folder: Path, video: Path, *, drive: str = "tracked", out_vide
     from avatar.render.renderer import FaceRenderer
 
     renderer = FaceRenderer.from_file(weights, device) if weights else FaceRenderer.load(folder, device)
-    model = load_face_model(folder / "face_model.safetensors")
+    model = load_face_model(folder / person_io.FACE_MODEL)
     track = track_video(video, max_side=DEFAULT_MAX_SIDE, progress=progress)
     poses, expressions = load_drive(video, drive, track, model)
     n = len(track)
@@ -131,7 +132,7 @@ def evaluate_clip(folder: Path, video: Path, *, drive: str = "tracked", out_vide
     t0 = time.perf_counter()
     result = _render_and_measure(renderer, video, track, meshes, start, out_video, batch, progress, own)
     result.update(person=folder.name, video=str(video), drive=drive, frames=[start, n], role=role,
-                  renderer=str(weights or folder / "renderer.safetensors"), crop=EVAL_CROP,
+                  renderer=str(weights or folder / person_io.RENDERER), crop=EVAL_CROP,
                   seconds=round(time.perf_counter() - t0, 1),
                   side_by_side=str(out_video) if out_video else None)
     return result

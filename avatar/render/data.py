@@ -13,7 +13,8 @@ import numpy as np
 from tqdm import tqdm
 
 from avatar.errors import AvatarError
-from avatar.io.person import load_face_model, load_person_config, load_track
+from avatar.io.person import (FACE_MODEL, TARGET, TRACK, load_face_model, load_person_config,
+                              load_track)
 from avatar.render.compose import crop_band, to_crop_pixels
 from avatar.types import Expressions, FaceTrack, HeadPoses, PersonFaceModel
 from avatar.video.reader import VideoReader
@@ -42,10 +43,10 @@ def driven_meshes(model: PersonFaceModel, poses: HeadPoses, expressions: Express
 
 def load_person_geometry(folder: Path) -> tuple[dict, FaceTrack, HeadPoses, PersonFaceModel]:
     config = load_person_config(folder)
-    track, poses = load_track(folder / "track.safetensors")
+    track, poses = load_track(folder / TRACK)
     if poses is None:
         raise AvatarError(f"person {folder} has no head poses in track.safetensors; re-run train-person")
-    model = load_face_model(folder / "face_model.safetensors")
+    model = load_face_model(folder / FACE_MODEL)
     return config, track, poses, model
 
 
@@ -81,6 +82,6 @@ def person_samples(folder: Path, size: int, top: int, progress: bool = True) -> 
     config, track, poses, model = load_person_geometry(folder)
     meshes = driven_meshes(model, poses, track.expressions())
     boxes = track.crop_boxes.astype(np.float32)
-    crops = read_crops(folder / "target.mp4", boxes, track.frame_size, size, progress)
+    crops = read_crops(folder / TARGET, boxes, track.frame_size, size, progress)
     return RenderSamples(crops, to_crop_pixels(meshes, boxes, size), boxes,
                          holdout_start(len(track), config), size, top)

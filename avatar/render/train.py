@@ -160,7 +160,7 @@ def train_renderer(person_dir: Path, *, minutes: float, device: str = "auto", re
         model, metrics["mouth_stage"] = _second_stage(person_dir, model.cpu(), run_dir / "mouth",
                                                       mouth_stage_steps, dev, progress)
     write_json(run_dir / "metrics.json", metrics)
-    save_weights(run_dir / "renderer.safetensors", model.cpu(), {"metrics": metrics})
+    save_weights(run_dir / person_io.RENDERER, model.cpu(), {"metrics": metrics})
     if write_person if write_person is not None else (not ablation_uv_only and mouth_patch):
         _write_person(person_dir, model, run_config, metrics)
     return metrics

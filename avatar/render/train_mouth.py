@@ -25,6 +25,7 @@ from tqdm import tqdm
 
 from avatar.errors import AvatarError
 from avatar.face.mesh import LIPS, LIPS_OUTER
+from avatar.io import person as person_io
 from avatar.io.files import atomic_output, write_json
 from avatar.render.compose import crop_window, mouth_origins, to_window_pixels
 from avatar.render.gan import PatchDiscriminator, feature_matching, hinge_d, hinge_g, laplacian_l1
@@ -434,7 +435,7 @@ def person_mouth_samples(person_dir: Path, base: DeferredRenderer, device: str =
     model = DeferredRenderer(first_stage)
     model.load_state_dict({k: v.float() for k, v in base.state_dict().items() if not k.startswith("mouth.")})
     renderer = FaceRenderer(model, torch.device(device))
-    reader = VideoReader(Path(person_dir) / "target.mp4", max_side=max(track.frame_size))
+    reader = VideoReader(Path(person_dir) / person_io.TARGET, max_side=max(track.frame_size))
     return mouth_samples(renderer, iter(reader), meshes, track.crop_boxes.astype(np.float32),
                          track.landmarks, holdout_start(len(track), config), shape, scale,
                          trainable, progress)
