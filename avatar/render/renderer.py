@@ -19,13 +19,13 @@ import torch.nn.functional as F
 
 from avatar.errors import AvatarError
 from avatar.face.mesh import LIPS_OUTER, canonical_mesh
-from avatar.render.compose import (band_masks, box_mean, crop_band, crop_window, mouth_alpha,
-                                   mouth_origins, paste_band, paste_window, to_crop_pixels,
-                                   to_window_pixels)
+from avatar.render.compose import (band_masks, box_mean, crop_band, crop_window, inside_polygon,
+                                   mouth_alpha, mouth_origins, paste_band, paste_window,
+                                   to_crop_pixels, to_window_pixels)
 from avatar.render.model import DeferredRenderer
 from avatar.render.mouth import N_RING, patch_vertices, with_mouth_patch
 from avatar.render.raster import interpolate, pytorch_only, rasterize
-from avatar.render.teeth import with_teeth
+from avatar.render.teeth import teeth_vertices, with_teeth
 
 
 def pick_device(device: str = "auto") -> torch.device:
@@ -126,25 +126,45 @@ def mouth_geometry(model: DeferredRenderer, vertices_window: torch.Tensor, h: in
 
 def source_detail(model: DeferredRenderer, raster: WindowRaster, source_vertices: torch.Tensor,
                   source: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The real pixels of a source frame moved onto the window's geometry: every skin or lip
-    pixel of the window takes the source pixel where the same point of the face is (same
-    triangle, same barycentrics). source_vertices [B, 468, 3] in the source window's pixels,
-    source [B, 3, hs, ws] in [0, 1] -> (warped [B, 3, h, w] (bilinear), its fine detail
-    [B, 3, h, w] (nearest pixels, high-passed: resampling would blur the grain away), valid
-    [B, 1, h, w])."""
+    """The real pixels of a source frame moved onto the window's geometry: every pixel of the
+    window takes the source pixel where the same point of the face is (same triangle, same
+    barycentrics): skin and lips always; the mouth interior and the (rigid) teeth only where
+    that point lies inside the source's own mouth opening, so a closed source mouth gives no
+    teeth. source_vertices [B, 468, 3] in the source window's pixels, source [B, 3, hs, ws] in
+    [0, 1] -> (warped [B, 3, h, w] (bilinear), its fine detail [B, 3, h, w] (nearest pixels,
+    high-passed: resampling would blur the grain away), valid [B, 1, h, w])."""
     faces, n_surface = window_topology(model.config)
     b, hs, ws = source.shape[0], source.shape[2], source.shape[3]
-    n_attr = int(faces.max()) + 1
-    attr = torch.zeros(b, n_attr, 2, device=source.device, dtype=source.dtype)
-    attr[:, :468] = source_vertices[:, :, :2]
-    pos = interpolate(raster, torch.as_tensor(faces, device=source.device), attr)
+    attr, ring = source_positions(model, source_vertices, int(faces.max()) + 1)
+    pos = interpolate(raster, torch.as_tensor(faces, device=source.device), attr.to(source.dtype))
     grid = torch.stack([pos[..., 0] / ws * 2 - 1, pos[..., 1] / hs * 2 - 1], -1)
     warped = F.grid_sample(source, grid, mode="bilinear", padding_mode="border", align_corners=False)
     picked = F.grid_sample(source, grid, mode="nearest", padding_mode="border", align_corners=False)
     fine = picked - box_mean(box_mean(picked, DETAIL_RADIUS), DETAIL_RADIUS)
-    inside = (grid.abs() < 1).all(-1)
-    valid = (raster.mask & (raster.face < n_surface) & (raster.face >= 0) & inside)[:, None].to(source.dtype)
-    return warped, fine, valid
+    inside = (grid.abs() < 1).all(-1) & raster.mask & (raster.face >= 0)
+    surface = raster.face < n_surface
+    if ring is not None:
+        opening = inside_polygon(pos.reshape(b, -1, 2), ring).reshape(raster.face.shape)
+        surface = surface | opening
+    return warped, fine, (inside & surface)[:, None].to(source.dtype)
+
+
+def source_positions(model: DeferredRenderer, source_vertices: torch.Tensor,
+                     n_attr: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(where each vertex of the window's mesh is in the source [B, n_attr, 2]: the mesh, its
+    mouth patch and teeth placed from the source's mesh; the source's inner-lip ring [B, 20, 2],
+    or None without a mouth patch)."""
+    cfg = model.config
+    attr = source_vertices.new_zeros(source_vertices.shape[0], n_attr, 2)
+    attr[:, :468] = source_vertices[:, :, :2]
+    if not cfg.mouth_patch:
+        return attr, None
+    patched = patch_vertices(source_vertices)
+    attr[:, 468:patched.shape[1]] = patched[:, 468:, :2]
+    if cfg.teeth:
+        teeth = teeth_vertices(source_vertices.detach().cpu().numpy())
+        attr[:, patched.shape[1]:] = torch.as_tensor(teeth[..., :2], device=attr.device)
+    return attr, patched[:, 468:468 + N_RING, :2]
 
 
 def render_mouth(model: DeferredRenderer, vertices_window: torch.Tensor, window: torch.Tensor,

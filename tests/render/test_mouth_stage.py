@@ -176,7 +176,7 @@ def _frames(folder: Path):
 
 def test_source_detail_moves_real_pixels_by_the_mesh(person_with_first_stage):
     """A source that is the frame itself, with its own mesh, warps onto itself; a source shifted
-    by 3 pixels (its mesh too) warps back into place; the mouth interior is never taken from it."""
+    by 3 pixels (its mesh too) warps back into place."""
     from avatar.render.renderer import mouth_geometry, source_detail
     base = load_weights(person_with_first_stage / "renderer.safetensors")
     samples = person_mouth_samples(person_with_first_stage, base, progress=False)
@@ -196,8 +196,41 @@ def test_source_detail_moves_real_pixels_by_the_mesh(person_with_first_stage):
     back, _, valid2 = source_detail(model, raster, moved, shifted)
     inner2 = valid2[:, :, p:-p, p:-p] > 0
     assert float((back - window)[:, :, p:-p, p:-p].abs().amax(1, keepdim=True)[inner2].median()) < 0.02
-    patch = (raster.face >= 0) & ~(valid[:, 0] > 0) & raster.mask
-    assert patch.any()          # the synthetic person's mouth opens: its interior has no source
+
+
+def test_source_detail_takes_teeth_and_mouth_interior_only_from_an_open_source_mouth(person_with_first_stage):
+    """The window's teeth and mouth interior take the source's pixels where that point lies
+    inside the source's own mouth opening: all of them from the open mouth itself, none from
+    the same frame with its inner lips closed."""
+    from avatar.face.mesh import LIPS_INNER
+    from avatar.render.renderer import mouth_geometry, source_detail, window_topology
+    base = load_weights(person_with_first_stage / "renderer.safetensors")
+    samples = person_mouth_samples(person_with_first_stage, base, progress=False)
+    model = with_mouth_stage(base, samples.shape, samples.scale)
+    window = torch.from_numpy(samples.real).permute(0, 3, 1, 2).float() / 255
+    verts = torch.from_numpy(samples.vertices)
+    raster = mouth_geometry(model, verts, window.shape[2], window.shape[3])
+    _, n_surface = window_topology(model.config)
+    deep = raster.mask & (raster.face >= n_surface)
+    assert deep.sum() > 50           # the synthetic person's mouth opens
+    _, _, valid = source_detail(model, raster, verts, window)
+    assert float(valid[:, 0][deep].mean()) > 0.9
+    closed = verts.clone()
+    ring = closed[:, list(LIPS_INNER), 1]
+    closed[:, list(LIPS_INNER), 1] = ring.mean(1, keepdim=True)
+    _, _, valid_closed = source_detail(model, raster, closed, window)
+    assert float(valid_closed[:, 0][deep].mean()) == 0.0
+    surface = raster.mask & (raster.face < n_surface) & (raster.face >= 0)
+    assert float(valid_closed[:, 0][surface].mean()) > 0.9
+
+
+def test_inside_polygon_on_a_square_and_a_flat_ring():
+    from avatar.render.compose import inside_polygon
+    square = torch.tensor([[[0.0, 0.0], [10.0, 0.0], [10.0, 10.0], [0.0, 10.0]]])
+    pts = torch.tensor([[[5.0, 5.0], [11.0, 5.0], [-1.0, 2.0], [9.9, 0.1]]])
+    assert inside_polygon(pts, square).tolist() == [[True, False, False, True]]
+    flat = torch.tensor([[[0.0, 5.0], [10.0, 5.0], [10.0, 5.0], [0.0, 5.0]]])
+    assert not inside_polygon(pts, flat).any()
 
 
 def test_face_renderer_uses_the_frames_own_meshes_for_detail(person_with_first_stage, tmp_path):
