@@ -14,12 +14,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from avatar.config import CROP_SIZE
+
 BAND_TOP = 3 / 8          # the rendered band starts at this fraction of the crop height
 
 
 @dataclass(frozen=True)
 class RendererConfig:
-    crop_size: int = 256
+    crop_size: int = CROP_SIZE
     texture_size: int = 256
     texture_channels: int = 16
     texture_levels: int = 4
