@@ -21,6 +21,7 @@ POLL_S = 2.0
 HEAD_MOTIONS = [("follow the target video", "target"), ("still (one frame)", "still")]
 BLINKS = [("auto", "auto"), ("the target video's", "target"), ("synthetic", "synthetic"),
           ("none (eyes open)", "none")]
+IMAGE_BUTTONS = ["download", "fullscreen"]          # no "share" (it is for hosted pages)
 NO_WATERMARK_LABEL = ("Leave out the visible SYNTHETIC label (the video's metadata tag and "
                       "side-car still say it is synthetic)")
 
@@ -90,10 +91,11 @@ def say_tab(options: ui_say.ServerOptions) -> None:
         with gr.Column(scale=1):
             person = gr.Dropdown(persons, value=first, label="Person", elem_id="say-person")
             thumb = gr.Image(ui_files.person_thumbnail(first), label="Person (tracked frames)",
-                             interactive=False, elem_id="say-thumb")
+                             interactive=False, buttons=IMAGE_BUTTONS, elem_id="say-thumb")
     status = gr.Markdown(elem_id="say-status")
     bars = gr.HTML(elem_id="say-bars")
-    video = gr.Video(label="Video", interactive=False, height=360, elem_id="say-video")
+    video = gr.Video(label="Video", interactive=False, height=360, buttons=["download"],
+                     elem_id="say-video")
     files = gr.File(label="Download: video and side-car", file_count="multiple",
                     interactive=False, elem_id="say-files")
     person.change(ui_files.person_thumbnail, person, thumb)
@@ -152,11 +154,14 @@ def fit_tab(options: ui_say.ServerOptions) -> None:
             bars = gr.HTML(elem_id="fit-bars")
             log = gr.Textbox(label="Log", lines=8, max_lines=8, interactive=False, elem_id="fit-log")
     with gr.Row():
-        sheet = gr.Image(label="Contact sheet", interactive=False, elem_id="fit-sheet")
-        overlay = gr.Video(label="Tracking overlay", interactive=False, elem_id="fit-overlay")
-        curve = gr.Image(label="Training curve", interactive=False, elem_id="fit-curve")
+        sheet = gr.Image(label="Contact sheet", interactive=False, buttons=IMAGE_BUTTONS,
+                         elem_id="fit-sheet")
+        overlay = gr.Video(label="Tracking overlay", interactive=False, buttons=["download"],
+                           elem_id="fit-overlay")
+        curve = gr.Image(label="Training curve", interactive=False, buttons=IMAGE_BUTTONS,
+                         elem_id="fit-curve")
         samples = gr.Image(label="Held-out frames: real | rendered | difference",
-                           interactive=False, elem_id="fit-samples")
+                           interactive=False, buttons=IMAGE_BUTTONS, elem_id="fit-samples")
     seen = gr.State({})
     views = [status, bars, log, sheet, overlay, curve, samples, seen]
     start.click(lambda *a: start_fit(options, *a), [clips, name, consent, minutes],

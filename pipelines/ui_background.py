@@ -25,7 +25,7 @@ from avatar.errors import AvatarError
 from avatar.io.files import read_json, write_json
 
 JOB, LOG, EXIT = "job.json", "log.txt", "exit.json"
-LOG_TAIL_BYTES = 64 * 1024
+LOG_TAIL_BYTES = 1 << 20                 # tqdm redraws fill a log fast; keep the stages
 INTERRUPTED = 130                        # cli.main's exit code after Ctrl-C / stop()
 # "desc:  45%|####5     | 45/100 [...]" (tqdm) or "desc: 100% [00:01]" (one-step stage bars)
 _BAR = re.compile(r"(?:^|\r|\n)([A-Za-z][\w .-]{0,40}?):\s+(\d{1,3})%(?:\|[^|\r\n]*\|\s*(\d+)/(\d+))?")
@@ -120,12 +120,18 @@ def stop(folder: Path) -> bool:
 
 
 def log_tail(path: Path, limit: int = LOG_TAIL_BYTES) -> str:
+    """The end of a log, from the first whole line (or bar redraw) within `limit` bytes."""
     try:
         with open(path, "rb") as f:
-            f.seek(max(0, f.seek(0, os.SEEK_END) - limit))
-            return f.read().decode("utf-8", errors="replace")
+            start = max(0, f.seek(0, os.SEEK_END) - limit)
+            f.seek(start)
+            data = f.read()
     except OSError:
         return ""
+    if start:
+        cut = min((i for i in (data.find(b"\n"), data.find(b"\r")) if i >= 0), default=len(data))
+        data = data[cut + 1:]
+    return data.decode("utf-8", errors="replace")
 
 
 def progress_bars(text: str) -> dict:

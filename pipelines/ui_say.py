@@ -112,7 +112,7 @@ def make_clip(prepared: PreparedSay, progress=None) -> Clip:
     """Run the say pipeline on a prepared request; `progress(stage, done, total)` gets the same
     events the command's progress bars draw."""
     args = prepared.args
-    pipe = pipeline_for(args.person, args.device, args.audio2expr, args.voice)
+    pipe = pipeline_for(args.person, args.device, args.audio2expr, args.voice, progress)
     result = pipe(prepared.text, audio=args.audio, output=prepared.output,
                   settings=prepared.settings, progress=progress)
     return Clip(result.path, result.sidecar, clip_summary(result.path))
@@ -122,9 +122,10 @@ _PIPELINES: dict = {}
 _PIPELINES_LOCK = threading.Lock()
 
 
-def pipeline_for(person: str, device: str, audio2expr: str | None, voice: str | None):
-    """SayPipeline.from_person, kept for the next request of the same person (reloaded when the
-    person's folder changed, e.g. a fit finished)."""
+def pipeline_for(person: str, device: str, audio2expr: str | None, voice: str | None,
+                 progress=None):
+    """SayPipeline.from_person (its "load" events to `progress`), kept for the next request of
+    the same person (reloaded when the person's folder changed, e.g. a fit finished)."""
     from avatar.io import person as person_io
     from pipelines.say_pipeline import SayPipeline
     stamp = (person_io.person_dir(person) / person_io.CONFIG).stat().st_mtime_ns
@@ -132,7 +133,8 @@ def pipeline_for(person: str, device: str, audio2expr: str | None, voice: str | 
     with _PIPELINES_LOCK:
         if key not in _PIPELINES:
             _PIPELINES.clear()                  # one person in memory at a time
-            _PIPELINES[key] = SayPipeline.from_person(person, device=device, audio2expr=audio2expr)
+            _PIPELINES[key] = SayPipeline.from_person(person, device=device, audio2expr=audio2expr,
+                                                      progress=progress)
         pipe = _PIPELINES[key]
     return pipe.with_voice(voice) if voice else pipe
 

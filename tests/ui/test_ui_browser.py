@@ -56,7 +56,7 @@ def test_say_in_the_browser(page):
         link.click()
     assert set(names) == {"mp4", "json"}
     stages = driver.find_element("css selector", "#say-bars").text
-    for stage in ("tts", "expressions", "plan", "render", "write"):    # SayPipeline's events
+    for stage in ("tts", "expressions", "render", "write"):    # SayPipeline's events
         assert stage in stages, stages
     mp4 = browser.wait_for_file(downloads / names["mp4"])
     sidecar = json.loads(browser.wait_for_file(downloads / names["json"]).read_text())

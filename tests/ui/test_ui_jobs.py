@@ -148,3 +148,12 @@ def test_a_fit_can_be_stopped_and_says_how_to_resume(face_video):
     assert state.status == "stopped" and state.error.startswith("interrupted: ")
     assert ui_fit.fit_view("astro-stop").headline().startswith("fit of astro-stop: stopped (start it")
     assert not ui_fit.stop_fit("astro-stop")
+
+
+def test_log_tail_starts_at_a_whole_line(tmp_path):
+    log = tmp_path / "log.txt"
+    log.write_bytes(b"x" * 50 + b"\rtraining renderer:  10%|#| 10/100\rtraining renderer:  20%|#| 20/100")
+    tail = ui_background.log_tail(log, limit=70)
+    assert tail.startswith("training renderer:") and tail.endswith("20/100")
+    assert ui_background.progress_bars(tail) == {"training renderer": (20, 100)}
+    assert ui_background.log_tail(tmp_path / "none.txt") == ""
