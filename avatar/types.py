@@ -55,15 +55,25 @@ class PhonemeTiming:
 
 @dataclass(frozen=True)
 class Speech:
-    """Mono speech in [-1, 1]."""
+    """Mono speech in [-1, 1]: `samples` at the internal 16 kHz for features and timing, and
+    optionally the same speech at its own rate for the output's sound (`playback`, e.g. piper's
+    22.05 kHz or a recording's 44.1 / 48 kHz, with the same loudness gain)."""
     samples: np.ndarray                    # [N] float32
     sample_rate: int
     phonemes: tuple[PhonemeTiming, ...] = ()
     text: str | None = None
+    playback: np.ndarray | None = None     # [M] float32 at playback_rate; None: use samples
+    playback_rate: int | None = None
 
     @property
     def duration_s(self) -> float:
         return len(self.samples) / float(self.sample_rate)
+
+    def for_playback(self) -> tuple[np.ndarray, int]:
+        """(samples, rate) of the sound to put in the output: playback if given, else samples."""
+        if self.playback is None or not self.playback_rate:
+            return self.samples, int(self.sample_rate)
+        return self.playback, int(self.playback_rate)
 
 
 @dataclass(frozen=True)

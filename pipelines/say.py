@@ -29,6 +29,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_person_arguments(p)
     add_audio2expr_argument(p)
     p.add_argument("-o", "--output", required=True, help="output .mp4 (side-car .json beside it)")
+    p.add_argument("--stream", action="store_true",
+                   help="write a fragmented mp4 straight to the output, playable while it is "
+                   "written (deleted again if the run fails; the side-car comes last)")
 
 
 def add_audio2expr_argument(p: argparse.ArgumentParser) -> None:
@@ -56,7 +59,7 @@ def add_person_arguments(p: argparse.ArgumentParser) -> None:
                    "(default: the target video's size)")
     add_device_argument(p)
     p.add_argument("--seed", type=seed_argument, default=D.seed,
-                   help=f"random seed (synthetic blinks), 0 to {config.MAX_SEED}")
+                   help=f"random seed (the voice's variation, synthetic blinks), 0 to {config.MAX_SEED}")
     p.add_argument("--blink", default=D.blink, choices=config.BLINK_MODES,
                    help="eye blinks: the target video's own (auto with head motion), synthetic "
                    "every 2.5-6 s (auto when still), or none (eyes kept open). Synthetic and none "
@@ -134,15 +137,19 @@ def run(args) -> int:
 
     text, settings = check_inputs(args)
     t0 = time.perf_counter()
-    pipe = SayPipeline.from_person(args.person, device=args.device, audio2expr=args.audio2expr,
-                                   voice=args.voice)
     with ProgressBars(enabled=not args.quiet) as bars:
+        pipe = SayPipeline.from_person(args.person, device=args.device, audio2expr=args.audio2expr,
+                                       voice=args.voice, load_voice=text is not None,
+                                       progress=bars)
+        loaded = time.perf_counter()
         result = pipe(text, audio=args.audio, output=args.output, settings=settings,
-                      overwrite=args.overwrite, progress=bars)
+                      overwrite=args.overwrite, progress=bars, stream=args.stream)
     total = time.perf_counter() - t0
+    first = result.seconds.get("first_frame")
     print(f"wrote {result.path} ({result.n_frames} frames, {result.duration_s:.2f} s, "
           f"{result.width}x{result.height}) and {result.sidecar.name} in {total:.1f} s "
-          f"(real-time factor {total / max(result.duration_s, 1e-6):.2f})")
+          f"(models {loaded - t0:.1f} s, first frame after {first or 0:.1f} s more, "
+          f"real-time factor {total / max(result.duration_s, 1e-6):.2f})")
     return 0
 
 
@@ -162,6 +169,8 @@ class ProgressBars:
             fmt = None if stage == "render" else "{desc}: {percentage:3.0f}% [{elapsed}]"
             bar = self.bars[stage] = tqdm(total=total, desc=stage, bar_format=fmt,
                                           unit="frame" if stage == "render" else "it")
+        if bar.total != total:
+            bar.total = total
         bar.update(done - bar.n)
         if done >= total:
             bar.close()

@@ -26,9 +26,18 @@ target frames, avatar.expression.shaping weights and blinks, eyes), render + wri
 (avatar.render.clip.render_frames into the writer), side-car (avatar.io.provenance).
 
 Progress: `progress(stage, done, total)` is called as stages start (done=0) and finish
-(done=total), and after every rendered batch with stage "render" (done = frames so far).
-Stages: "target" (only with settings.target_video), "tts" or "audio", "expressions", "plan",
-"render", "write". The command line's progress bars and the web UI are both driven from it.
+(done=total), after every spoken sentence with stage "tts" (done = sentences so far) and after
+every rendered batch with stage "render" (done = frames so far). Stages: "load" (from_person:
+voice, person, audio2expr), "target" (only with settings.target_video), "tts" or "audio",
+"features" and "expressions" (one "expressions" for an Audio2Expr without predict_features),
+"plan", "render", "write". The command line's progress bars and the web UI are both driven
+from it.
+
+Reproducible: the same inputs, settings (seed included) and models give the same frame count
+and frames (piper's noise is seeded, avatar.audio.tts); the side-car records them, with the
+device, the renderer's runtime and the library versions. `stream=True` writes a fragmented mp4
+playable while it is written (avatar.video.writer); VideoResult.seconds["first_frame"] is the
+time from the call to the first frame handed to the encoder.
 """
 from __future__ import annotations
 
@@ -41,6 +50,7 @@ from pathlib import Path
 from typing import Callable
 
 from avatar.audio.speech import Voice, check_audio_file, speech_from_audio
+from avatar.audio.tts import split_sentences
 from avatar.config import DEFAULT_DEVICE, SAY_DEFAULTS, SaySettings
 from avatar.errors import AvatarError
 from avatar.io.provenance import audio_record, folder_hashes, text_record, write_sidecar
@@ -79,17 +89,20 @@ class SayPipeline:
 
     @classmethod
     def from_person(cls, name_or_path: str, device: str = DEFAULT_DEVICE,
-                    audio2expr: str | Path | None = None, voice: str | Path | None = None
-                    ) -> "SayPipeline":
+                    audio2expr: str | Path | None = None, voice: str | Path | None = None,
+                    load_voice: bool = False, progress: Progress | None = None) -> "SayPipeline":
         """Load a person (a name in $AVATAR_HOME/persons or the shipped ones, or a folder), the
         shared audio2expr network (`audio2expr`: a checkpoint folder, default the shipped one)
-        and a voice (`voice`: a piper .onnx, default the bundled English one)."""
+        and a voice (`voice`: a piper .onnx, default the bundled English one; `load_voice`: its
+        model now rather than at the first text). progress("load", done, total) per model."""
         from avatar.io.person import load_person
         tts = Voice(voice)                        # a bad voice file fails before any model loads
-        person = load_person(name_or_path, device=device)
+        steps = [tts.load] if load_voice else []
+        steps += [lambda: load_person(name_or_path, device=device),
+                  lambda: audio2expr_model(str(audio2expr_folder(audio2expr)), torch_device(device))]
+        loaded = Stages(progress).steps("load", steps)
         folder = audio2expr_folder(audio2expr)
-        return cls.of(person, audio2expr_model(str(folder), torch_device(device)), tts,
-                      audio2expr_hashes(folder), device)
+        return cls.of(loaded[-2], loaded[-1], tts, audio2expr_hashes(folder), device)
 
     @classmethod
     def of(cls, person: Person, audio2expr: Audio2Expr | None = None, tts: Voice | None = None,
@@ -101,13 +114,15 @@ class SayPipeline:
     def __call__(self, text: str | None = None, *, audio: str | Path | None = None,
                  output: str | Path, settings: SaySettings = SAY_DEFAULTS,
                  target: Target | None = None, overwrite: bool = False,
-                 progress: Progress | None = None, provenance: dict | None = None) -> VideoResult:
+                 progress: Progress | None = None, provenance: dict | None = None,
+                 stream: bool = False) -> VideoResult:
         """Text (spoken by `tts`) or an audio file -> `output` (.mp4) + its side-car .json.
 
         Exactly one of `text`, `audio`. `target`: another Target of the person (default: the
         settings' target_video tracked here, else the person's own). `provenance`: more keys for
-        the side-car's input record. Raises AvatarError for a user mistake, before any model
-        runs where it can be known then (inputs, settings, output path)."""
+        the side-car's input record. `stream`: a fragmented mp4 written in place, playable while
+        it grows. Raises AvatarError for a user mistake, before any model runs where it can be
+        known then (inputs, settings, output path)."""
         if (text is None) == (audio is None):
             raise AvatarError("give either a text to speak or an audio file (exactly one of them)")
         settings = settings.checked()
@@ -118,15 +133,36 @@ class SayPipeline:
         stages = Stages(progress)
         target = target or self.target_for(settings, stages)
         check_start_frame(target, settings)
-        with stages.run("audio" if audio is not None else "tts"):
-            speech = speech_from_audio(audio) if audio is not None else self.tts.speak(spoken)
+        speech = self.speech(spoken, audio, settings.seed, stages)
         record = audio_record(audio, speech.duration_s) if audio is not None \
-            else text_record(text, self.tts.model)
-        fps = float(settings.fps or target.track.fps)
-        with stages.run("expressions"):
-            expressions = self.audio2expr.predict(speech, fps)
+            else {**text_record(text, self.tts.model), "tts": tts_record(settings.seed)}
+        expressions = self.expressions(speech, float(settings.fps or target.track.fps), stages)
         return self.render(speech, expressions, out, settings, {**record, **(provenance or {})},
-                           target=target, stages=stages)
+                           target=target, stages=stages, stream=stream)
+
+    def speech(self, text: str | None, audio: str | Path | None, seed: int,
+               stages: "Stages") -> Speech:
+        """The recording, or `text` spoken by the voice with piper's noise from `seed`."""
+        if audio is not None:
+            with stages.run("audio"):
+                return speech_from_audio(audio)
+        sentences = max(1, len(split_sentences(text)))
+        with stages.run("tts", sentences):
+            return self.tts.speak(text, seed, lambda done, total: stages.report("tts", done, total))
+
+    def expressions(self, speech: Speech, fps: float, stages: "Stages") -> Expressions:
+        """audio2expr on the speech: features and network as two stages where the model has
+        them apart (the checkpoint's Audio2Expression: the same result as its predict)."""
+        model = self.audio2expr
+        if not hasattr(model, "predict_features"):
+            with stages.run("expressions"):
+                return model.predict(speech, fps)
+        from avatar.audio.features import n_video_frames, speech_features
+        with stages.run("features"):
+            feats = speech_features(speech, model.feature_kind)
+        with stages.run("expressions"):
+            return model.predict_features(feats, fps, n_video_frames(speech.duration_s, fps),
+                                          model.phones_for(speech), model.closure_phones_for(speech))
 
     def target_for(self, settings: SaySettings, stages: "Stages | None" = None) -> Target:
         """The person's target, or settings.target_video tracked and aligned to the face model."""
@@ -140,9 +176,11 @@ class SayPipeline:
     def render(self, speech: Speech | None, expressions: Expressions, output: str | Path,
                settings: SaySettings, input_record: dict, *, target: Target | None = None,
                drive: str = "mouth", n_frames: int | None = None, command: str = "say",
-               models: dict | None = None, stages: "Stages | None" = None) -> VideoResult:
+               models: dict | None = None, stages: "Stages | None" = None,
+               stream: bool = False) -> VideoResult:
         """Expressions on the target's frames -> output mp4 (with `speech`, or silent with
-        `n_frames`) + side-car. drive="all" takes every channel from `expressions` (reenact)."""
+        `n_frames`) + side-car. drive="all" takes every channel from `expressions` (reenact);
+        stream: a fragmented mp4 written in place."""
         settings, target = settings.checked(), target or self.target
         stages = stages or Stages(None)
         fps = float(settings.fps or target.track.fps)
@@ -157,7 +195,7 @@ class SayPipeline:
         with TargetFrames(target.path, (plan.width, plan.height), plan.indices) as frames, \
                 self.writer(output, plan.width, plan.height, plan.fps, audio=speech,
                             metadata=self.metadata(command), watermark=settings.watermark,
-                            n_frames=n_frames) as writer:
+                            n_frames=n_frames, **({"stream": True} if stream else {})) as writer:
             timing = render_frames(plan, self.face_model, self.renderer, target, frames,
                                    writer.write, stages.report)
             stages.report("write", 0, 1)
@@ -165,6 +203,8 @@ class SayPipeline:
         timing["encode"] += time.perf_counter() - t       # ffmpeg finishing after the last frame
         stages.report("write", 1, 1)
         stages.seconds.update(timing, video_total=time.perf_counter() - t0)
+        if getattr(writer, "first_frame_at", None) is not None:
+            stages.seconds["first_frame"] = writer.first_frame_at - stages.started
         self.write_sidecar(output, command, input_record, models, settings, target, plan, speech)
         return VideoResult(Path(output), Path(output).with_suffix(".json"), n_frames, plan.fps,
                            plan.width, plan.height,
@@ -183,10 +223,19 @@ class SayPipeline:
                               "config_version": person.config.get("format_version"),
                               "consent": person.config.get("consent")},
                       models=self.models if models is None else models,
-                      settings={**asdict(settings), "target_video": str(target.path.name)},
+                      settings={**asdict(settings), "target_video": str(target.path.name),
+                                "runtime": self.runtime_record()},
                       output={"frames": plan.n_frames, "fps": plan.fps, "width": plan.width,
                               "height": plan.height, "duration_s": round(plan.n_frames / plan.fps, 4),
-                              "watermark": settings.watermark, "audio": speech is not None})
+                              "watermark": settings.watermark, "audio": speech is not None,
+                              **audio_output(speech)})
+
+    def runtime_record(self) -> dict:
+        """Where and with what the networks ran (frames can differ between renderer runtimes:
+        bf16 OpenVINO where the CPU has it, fp32 elsewhere)."""
+        renderer = self.renderer
+        return {"device": self.device, "renderer_runtime": getattr(renderer, "runtime", None),
+                "renderer_workers": getattr(renderer, "workers", None), "versions": versions()}
 
     def with_voice(self, voice: str | Path | None) -> "SayPipeline":
         """The same pipeline speaking with another piper voice file (None: the bundled one)."""
@@ -199,18 +248,56 @@ class Stages:
     def __init__(self, progress: Progress | None):
         self.progress = progress
         self.seconds: dict[str, float] = {}
+        self.started = time.perf_counter()
 
     def report(self, stage: str, done: int, total: int) -> None:
         if self.progress is not None:
             self.progress(stage, done, total)
 
     @contextlib.contextmanager
-    def run(self, stage: str):
-        self.report(stage, 0, 1)
+    def run(self, stage: str, total: int = 1):
+        self.report(stage, 0, total)
         t = time.perf_counter()
         yield
         self.seconds[stage] = time.perf_counter() - t
-        self.report(stage, 1, 1)
+        self.report(stage, total, total)
+
+    def steps(self, stage: str, steps: list[Callable]) -> list:
+        """Run `steps` in turn as one stage, reporting after each; their results."""
+        results = []
+        with self.run(stage, len(steps)):
+            for step in steps:
+                results.append(step())
+                self.report(stage, len(results), len(steps))
+        return results
+
+
+def tts_record(seed: int) -> dict:
+    """How the text was spoken, beyond the voice: where piper's noise came from."""
+    return {"seed": int(seed), "noise": "numpy normal per sentence (avatar.audio.tts)"}
+
+
+def audio_output(speech: Speech | None) -> dict:
+    """The output's sound: rate and AAC bit rate (empty without speech)."""
+    if speech is None:
+        return {}
+    from avatar.video.writer import AUDIO_BITRATE
+    return {"audio_rate_hz": speech.for_playback()[1], "audio_codec": "aac",
+            "audio_bitrate": AUDIO_BITRATE}
+
+
+@functools.lru_cache(maxsize=1)
+def versions() -> dict:
+    """Versions of the packages whose numbers shape the output."""
+    from importlib.metadata import PackageNotFoundError, version
+    found = {}
+    for name in ("avatar-toolkit", "numpy", "torch", "openvino", "onnxruntime", "piper-tts",
+                 "numba", "soxr", "imageio-ffmpeg"):
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            continue
+    return found
 
 
 def check_output_path(output: str | Path, overwrite: bool = False) -> Path:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 from tqdm import tqdm
@@ -14,14 +15,18 @@ from avatar.errors import AvatarError
 from avatar.types import Speech
 
 
-def speech_from_text(text: str, voice: str | None = None) -> Speech:
-    """Speech of `text` in the bundled English voice, or in the piper voice file `voice`."""
-    return synthesize(speakable_text(text, english=voice is None), voice)
+def speech_from_text(text: str, voice: str | None = None, seed: int = 0,
+                     progress: Callable[[int, int], None] | None = None) -> Speech:
+    """Speech of `text` in the bundled English voice, or in the piper voice file `voice`; piper's
+    noise from `seed`; progress(sentences done, total)."""
+    return synthesize(speakable_text(text, english=voice is None), voice, seed, progress)
 
 
 def speech_from_audio(path: str | Path) -> Speech:
+    """The recording at 16 kHz, with its own rate (up to 48 kHz) kept for playback."""
     path = check_audio_file(path)
-    return check_speech(load_speech(path, max_seconds=config.MAX_SPEECH_S), str(path))
+    speech = load_speech(path, max_seconds=config.MAX_SPEECH_S, playback=True)
+    return check_speech(speech, str(path))
 
 
 def check_audio_file(path: str | Path) -> Path:
@@ -62,5 +67,12 @@ class Voice:
         """The text this voice will speak (AvatarError when it cannot)."""
         return speakable_text(text, english=self.english)
 
-    def speak(self, text: str) -> Speech:
-        return speech_from_text(text, self.model)
+    def load(self) -> "Voice":
+        """Load the voice's model now (it is loaded once per process, at the first text else)."""
+        from avatar.audio.tts import load_voice
+        load_voice(self.model)
+        return self
+
+    def speak(self, text: str, seed: int = 0,
+              progress: Callable[[int, int], None] | None = None) -> Speech:
+        return speech_from_text(text, self.model, seed, progress)

@@ -3,8 +3,19 @@
 Frames go straight into ffmpeg's stdin, so memory stays constant however long the video is.
 When speech is given, the video gets exactly `frames_for_audio(duration, fps)` frames (missing
 frames repeat the last one, extra frames are dropped) and the audio is padded/trimmed to that
-many frames' duration, so audio and video end together. The output appears only when ffmpeg has
-finished successfully (temp file + rename); a crash or an exception leaves no partial mp4.
+many frames' duration, so audio and video end together. The sound is the speech's playback copy
+at its own rate (Speech.for_playback: 22.05 kHz for piper, a recording's rate up to 48 kHz), AAC at
+AUDIO_BITRATE (ffmpeg's AAC encoder caps mono at about 6 kb/s per kHz: 132 kb/s at 22.05 kHz,
+96 kb/s at 16 kHz). The output appears only when ffmpeg has finished successfully (temp file +
+rename); a crash or an exception leaves no partial mp4.
+
+stream=True writes a fragmented mp4 (a moov without samples, written with the first fragment so
+it can hold the edit lists of the encoders' start delay, then a fragment per keyframe, one
+keyframe a second) straight to the output path, so a player can open it while it grows. Its
+sound may run up to one AAC frame (1024 samples) past the video: the end trim cannot be known
+when the moov is written. Rule on failure: an exception or a failed encode deletes the partial
+file; a process killed outright leaves the fragments written so far (playable up to there) and
+no side-car, which is how an unfinished clip is told from a finished one.
 
     with VideoWriter("out.mp4", 1280, 720, 30.0, audio=speech, metadata={...}) as out:
         for batch in frames: out.write(batch)
@@ -15,6 +26,7 @@ import contextlib
 import os
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 import cv2
@@ -26,6 +38,7 @@ from avatar.io.files import atomic_output, temp_prefix
 from avatar.types import Speech
 from avatar.video.probe import ffmpeg_exe
 
+AUDIO_BITRATE = "160k"
 WATERMARK_TEXT = "SYNTHETIC"
 SYNTHETIC_COMMENT = "synthetic media: AI-generated talking-head video (avatar-toolkit)"
 
@@ -36,9 +49,11 @@ def frames_for_audio(duration_s: float, fps: float) -> int:
 
 
 def fit_audio(speech: Speech, n_frames: int, fps: float) -> np.ndarray:
-    """Speech samples padded with silence or trimmed to last exactly n_frames / fps seconds."""
-    n = int(round(n_frames * speech.sample_rate / fps))
-    samples = np.asarray(speech.samples, np.float32)[:n]
+    """The speech's playback samples (at its playback rate) padded with silence or trimmed to
+    last exactly n_frames / fps seconds."""
+    samples, rate = speech.for_playback()
+    n = int(round(n_frames * rate / fps))
+    samples = np.asarray(samples, np.float32)[:n]
     if len(samples) < n:
         samples = np.concatenate([samples, np.zeros(n - len(samples), np.float32)])
     return samples
@@ -84,7 +99,7 @@ class VideoWriter:
     def __init__(self, path: str | os.PathLike, width: int, height: int, fps: float,
                  audio: Speech | None = None, metadata: dict | None = None,
                  watermark: bool = True, n_frames: int | None = None, crf: int = 20,
-                 preset: str = "veryfast"):
+                 preset: str = "veryfast", stream: bool = False):
         if width % 2 or height % 2 or width < 2 or height < 2:
             raise AvatarError(f"video size {width}x{height} must be even and positive; "
                               "choose an even --size")
@@ -96,8 +111,9 @@ class VideoWriter:
         if audio is not None:
             n_frames = frames_for_audio(audio.duration_s, fps)
         self.n_frames = n_frames
-        self.crf, self.preset = crf, preset
+        self.crf, self.preset, self.stream = crf, preset, stream
         self.written = 0
+        self.first_frame_at: float | None = None     # perf_counter when frame 0 went to ffmpeg
         self._last: np.ndarray | None = None
         self._stack = contextlib.ExitStack()
         self._proc: subprocess.Popen | None = None
@@ -127,12 +143,16 @@ class VideoWriter:
         return False
 
     def _start(self) -> None:
-        self._tmp = self._stack.enter_context(atomic_output(self.path, suffix=".tmp.mp4"))
+        if self.stream:
+            self._tmp = self._stack.enter_context(_partial_removed(self.path))
+        else:
+            self._tmp = self._stack.enter_context(atomic_output(self.path, suffix=".tmp.mp4"))
         self._log = self._stack.enter_context(tempfile.TemporaryFile())
         wav = None
         if self.audio is not None:
             wav = self._stack.enter_context(_temp_wav(self.path.parent))
-            _write_wav(wav, fit_audio(self.audio, self.n_frames, self.fps), self.audio.sample_rate)
+            _write_wav(wav, fit_audio(self.audio, self.n_frames, self.fps),
+                       self.audio.for_playback()[1])
         cmd = self._command(wav)
         self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
                                       stderr=self._log)
@@ -145,12 +165,19 @@ class VideoWriter:
             cmd += ["-i", str(wav)]
         cmd += ["-map", "0:v:0"]
         if wav is not None:
-            cmd += ["-map", "1:a:0", "-c:a", "aac", "-b:a", "128k"]
+            cmd += ["-map", "1:a:0", "-c:a", "aac", "-b:a", AUDIO_BITRATE]
         cmd += ["-c:v", "libx264", "-preset", self.preset, "-crf", str(self.crf),
-                "-pix_fmt", "yuv420p", "-movflags", "+faststart+use_metadata_tags"]
+                "-pix_fmt", "yuv420p", *self._layout()]
         for key, value in self.metadata.items():
             cmd += ["-metadata", f"{key}={value}"]
         return cmd + ["-f", "mp4", str(self._tmp)]
+
+    def _layout(self) -> list[str]:
+        """mp4 layout flags: moov first (faststart), or fragments a player reads while they come."""
+        if not self.stream:
+            return ["-movflags", "+faststart+use_metadata_tags"]
+        return ["-g", str(max(1, int(round(self.fps)))), "-flush_packets", "1",
+                "-movflags", "+frag_keyframe+delay_moov+default_base_moof+use_metadata_tags"]
 
     # --- writing -----------------------------------------------------------------------------
 
@@ -175,6 +202,8 @@ class VideoWriter:
         except BrokenPipeError:
             raise AvatarError(f"ffmpeg stopped while writing {self.path}: {self._error_text()}; "
                               "check free disk space and the output path") from None
+        if self.first_frame_at is None:
+            self.first_frame_at = time.perf_counter()
         self._last = frame
         self.written += 1
 
@@ -208,6 +237,18 @@ class VideoWriter:
         self._log.seek(0)
         lines = self._log.read().decode("utf-8", "replace").strip().splitlines()
         return lines[-1] if lines else "no message"
+
+
+@contextlib.contextmanager
+def _partial_removed(path: Path):
+    """Yield `path` itself (written in place); delete it again if the block fails."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        yield path
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+        raise
 
 
 @contextlib.contextmanager

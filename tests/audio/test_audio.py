@@ -101,6 +101,59 @@ def test_tts_speech_and_phoneme_timings():
     assert abs(s.phonemes[-1].end_s - s.duration_s) < 0.05
 
 
+@pytest.mark.parametrize("rate,kept", [(44100, 44100), (96000, 48000), (16000, None), (8000, None)])
+def test_playback_copy_at_the_recording_rate(tmp_path, rate, kept):
+    """playback=True: the 16 kHz samples are the same as without it; the copy is at the file's
+    rate (at most 48 kHz), with the same loudness gain; none at 16 kHz or below."""
+    x = tone(1.5, rate, 440, amp=0.05) * (1 + np.sin(np.arange(int(1.5 * rate)) / rate * 9))
+    path = tmp_path / "r.wav"
+    sf.write(path, np.stack([x, x], 1), rate, subtype="FLOAT")
+    plain, both = load_speech(path), load_speech(path, playback=True)
+    assert np.array_equal(plain.samples, both.samples) and plain.playback is None
+    assert both.playback_rate == kept
+    if kept is None:
+        assert both.playback is None and both.for_playback() == (both.samples, SAMPLE_RATE)
+        return
+    assert abs(len(both.playback) / kept - plain.duration_s) < 1e-3
+    assert np.std(both.playback) == pytest.approx(np.std(both.samples), rel=0.01)
+    gain = np.std(both.playback) / np.std(x)
+    assert gain == pytest.approx(np.std(both.samples) / np.std(x), rel=0.01) and gain > 1.5
+
+
+def test_tts_playback_at_the_voice_rate_same_loudness():
+    s = synthesize("Hello there. This is the voice at its own rate.")
+    played, rate = s.for_playback()
+    assert rate == 22050 and played is s.playback
+    assert abs(len(played) / rate - s.duration_s) < 0.01
+    rms = lambda a: np.sqrt(np.mean(a.astype(np.float64) ** 2))
+    assert rms(played) == pytest.approx(rms(s.samples), rel=0.03)   # one gain for both
+
+
+def test_tts_seeded_noise_is_reproducible():
+    """Same text and seed: the same samples, whatever was spoken before in the process; another
+    seed: another take (piper's noise changes durations too); progress per sentence."""
+    text = "One sentence here. And a second one, a little longer."
+    events = []
+    first = synthesize(text, seed=3, progress=lambda done, total: events.append((done, total)))
+    synthesize("Something else in between.", seed=3)
+    again = synthesize(text, seed=3)
+    other = synthesize(text, seed=4)
+    assert events == [(1, 2), (2, 2)]
+    assert np.array_equal(first.samples, again.samples)
+    assert np.array_equal(first.playback, again.playback) and first.phonemes == again.phonemes
+    assert len(other.samples) != len(first.samples) or not np.array_equal(other.samples, first.samples)
+
+
+def test_tts_noise_grows_when_a_sentence_needs_more(monkeypatch):
+    """A first guess of noise too short for the sentence is retried with more; the values used
+    stay the same (the stream's start does not depend on its length)."""
+    import avatar.audio.tts as tts
+    text = "A sentence long enough to need noise for many frames."
+    normal = synthesize(text, seed=1)
+    monkeypatch.setattr(tts, "_NOISE_PER_ID", 2)
+    assert np.array_equal(synthesize(text, seed=1).samples, normal.samples)
+
+
 @pytest.mark.parametrize("text", ["", "   \n ", "???"])
 def test_tts_rejects_empty_or_unspeakable(text):
     with pytest.raises(AvatarError):

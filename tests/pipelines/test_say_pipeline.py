@@ -46,7 +46,7 @@ def test_call_runs_the_stages_in_order_and_reports_progress(pipe, tmp_path):
     result = pipe(audio=wav, output=tmp_path / "a.mp4", settings=SaySettings(batch_size=4),
                   progress=lambda stage, done, total: events.append((stage, done, total)))
     stages = list(dict.fromkeys(stage for stage, _, _ in events))
-    assert stages == ["audio", "expressions", "plan", "render", "write"]
+    assert stages == ["audio", "features", "expressions", "plan", "render", "write"]
     render = [(done, total) for stage, done, total in events if stage == "render"]
     assert render[0] == (0, 19) and render[-1] == (19, 19)
     assert [d for d, _ in render] == sorted(d for d, _ in render) and len(render) == 1 + 5
@@ -55,7 +55,8 @@ def test_call_runs_the_stages_in_order_and_reports_progress(pipe, tmp_path):
         assert mine[0][0] == 0 and mine[-1][0] == mine[-1][1]
     assert result.n_frames == 19 and result.duration_s == pytest.approx(1.9, abs=0.01)
     assert result.path.is_file() and json.loads(result.sidecar.read_text())["synthetic"] is True
-    assert {"audio", "expressions", "render", "encode"} <= set(result.seconds)
+    assert {"audio", "features", "expressions", "render", "encode", "first_frame"} <= set(result.seconds)
+    assert 0 < result.seconds["first_frame"] < result.seconds["video_total"] + result.seconds["audio"] + 60
 
 
 def test_pipeline_and_command_line_make_the_same_frames(pipe, models, tmp_path):

@@ -1,13 +1,26 @@
-"""VideoWriter: exact A/V length, watermark, metadata tag, atomic output."""
+"""VideoWriter: exact A/V length, the speech's own rate, watermark, metadata tag, atomic output,
+fragmented mp4 for --stream."""
+import re
+import time
+
 import numpy as np
 import pytest
 
 from avatar.errors import AvatarError
 from avatar.types import Speech
 from avatar.video.check import check_media, read_tags
+from avatar.video.probe import ffmpeg_header
 from avatar.video.reader import VideoReader
 from avatar.video.writer import (SYNTHETIC_COMMENT, VideoWriter, draw_watermark, frames_for_audio,
                                  watermark_box)
+
+
+def audio_stream(path) -> tuple[int, int]:
+    """(sample rate in Hz, bit rate in kb/s) of the first audio stream, from ffmpeg's header."""
+    line = next(l for l in ffmpeg_header(path).splitlines() if "Audio:" in l)
+    rate = int(re.search(r"(\d+) Hz", line).group(1))
+    kbps = int(re.search(r"(\d+) kb/s", line).group(1))
+    return rate, kbps
 
 
 def _speech(seconds, sr=16000):
@@ -79,3 +92,67 @@ def test_wrong_frame_shape(tmp_path):
         with VideoWriter(tmp_path / "x.mp4", 64, 64, 25.0) as w:
             w.write(np.zeros((32, 64, 3), np.uint8))
     assert not (tmp_path / "x.mp4").exists()
+
+
+def _noise_speech(seconds, rate, seed=1):
+    """16 kHz samples plus a playback copy at `rate`: white noise (every AAC band busy)."""
+    rng = np.random.default_rng(seed)
+    return Speech(rng.uniform(-0.3, 0.3, int(seconds * 16000)).astype(np.float32), 16000,
+                  playback=rng.uniform(-0.3, 0.3, int(seconds * rate)).astype(np.float32),
+                  playback_rate=rate)
+
+
+@pytest.mark.parametrize("rate", [22050, 44100])
+def test_sound_keeps_the_playback_rate(tmp_path, rate):
+    out = tmp_path / "r.mp4"
+    with VideoWriter(out, 64, 48, 25.0, audio=_noise_speech(1.37, rate)) as w:
+        w.write(np.full((5, 48, 64, 3), 90, np.uint8))
+    stored, kbps = audio_stream(out)
+    assert stored == rate
+    assert kbps >= (150 if rate == 44100 else 95)       # ffmpeg's AAC gives mono 22.05 kHz ~100 at most
+    check = check_media(out, rate)
+    n = frames_for_audio(1.37, 25.0)
+    assert check.errors == "" and check.n_frames == n
+    assert check.audio_samples == round(n * rate / 25.0)     # as long as the video
+
+
+def test_stream_writes_fragments_in_place(tmp_path):
+    """stream=True: a fragmented mp4 at the output path while frames come, complete at the end."""
+    out = tmp_path / "s.mp4"
+    sizes = []
+    rng = np.random.default_rng(0)
+    with VideoWriter(out, 64, 48, 10.0, audio=_speech(6.0), stream=True) as w:
+        for i in range(6):
+            w.write(rng.integers(0, 256, (10, 48, 64, 3), dtype=np.uint8))
+            sizes.append(_size_after_growth(out, sizes[-1] if i > 2 else 500) if i >= 2 else 0)
+    data = out.read_bytes()
+    assert data[4:8] == b"ftyp" and b"mvex" in data[:4096] and data.count(b"moof") >= 5
+    assert 500 < sizes[2] < sizes[3] < sizes[4] < sizes[5] < len(data)   # fragments while writing
+    check = check_media(out, 16000)
+    assert check.errors == "" and check.n_frames == 60
+    assert 0 <= check.audio_samples - 96000 < 1024          # at most one AAC frame past the video
+    assert read_tags(out)["comment"] == SYNTHETIC_COMMENT
+    assert w.first_frame_at is not None
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.mp4"]
+
+
+def _size_after_growth(path, than: int, timeout_s: float = 20.0) -> int:
+    """The file's size once it is larger than `than` (ffmpeg encodes and flushes in the
+    background), or its size after timeout_s."""
+    end = time.monotonic() + timeout_s
+    size = 0
+    while time.monotonic() < end:
+        size = path.stat().st_size if path.exists() else 0
+        if size > than:
+            break
+        time.sleep(0.05)
+    return size
+
+
+def test_stream_failure_deletes_the_partial_file(tmp_path):
+    out = tmp_path / "p.mp4"
+    with pytest.raises(RuntimeError):
+        with VideoWriter(out, 64, 48, 10.0, stream=True) as w:
+            w.write(np.zeros((12, 48, 64, 3), np.uint8))
+            raise RuntimeError("renderer crashed")
+    assert list(tmp_path.iterdir()) == []
