@@ -19,6 +19,8 @@ import os
 
 from avatar.errors import AvatarError
 
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--port", type=int, default=7860, help="port to serve on (default 7860)")
@@ -37,6 +39,10 @@ def run(args) -> int:
     if not 0 < args.max_upload_mb <= 100_000:
         raise AvatarError(f"--max-upload-mb {args.max_upload_mb:g} is out of range; use up to 100000")
     page, launch = build_page(args)
+    if args.host not in LOCAL_HOSTS:
+        print(f"warning: serving to the network on {args.host}: anyone who reaches port "
+              f"{args.port} can make clips and fits with this computer and fetch what the page "
+              "shows", flush=True)
     print(f"serving the avatar-toolkit page on http://{args.host}:{args.port} (Ctrl-C stops the "
           "page; fits and batches started from it keep running)", flush=True)
     page.launch(**launch)

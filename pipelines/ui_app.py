@@ -40,10 +40,13 @@ def bars_html(bars: dict) -> str:
         return ""
     rows = []
     for name, (done, total) in bars.items():
-        pct = 100.0 * done / total if total else 0.0
-        rows.append(f'<div class="stage"><span>{html.escape(name)}</span>'
-                    f'<progress max="100" value="{pct:.0f}"></progress>'
-                    f'<span>{done}/{total}</span></div>')
+        if total:
+            bar = f'<progress max="100" value="{100.0 * done / total:.0f}"></progress>'
+            count = f"{done}/{total}"
+        else:                                             # no known total: a time budget
+            bar, count = "<progress></progress>", str(done)
+        rows.append(f'<div class="stage"><span>{html.escape(name)}</span>{bar}'
+                    f'<span>{count}</span></div>')
     return '<div class="stages">' + "".join(rows) + "</div>"
 
 

@@ -27,14 +27,16 @@ from avatar.io.files import read_json, write_json
 JOB, LOG, EXIT = "job.json", "log.txt", "exit.json"
 LOG_TAIL_BYTES = 1 << 20                 # tqdm redraws fill a log fast; keep the stages
 INTERRUPTED = 130                        # cli.main's exit code after Ctrl-C / stop()
-# "desc:  45%|####5     | 45/100 [...]" (tqdm) or "desc: 100% [00:01]" (one-step stage bars)
-_BAR = re.compile(r"(?:^|\r|\n)([A-Za-z][\w .-]{0,40}?):\s+(\d{1,3})%(?:\|[^|\r\n]*\|\s*(\d+)/(\d+))?")
+# "desc:  45%|####5     | 45/100 [...]" (tqdm), "desc: 100% [00:01]" (one-step stage bars) or
+# "desc: 66step [01:00, 1.10step/s]" (no known total: a time budget)
+_BAR = re.compile(r"(?:^|\r|\n)([A-Za-z][\w .-]{0,40}?):\s+(?:(\d{1,3})%(?:\|[^|\r\n]*\|\s*(\d+)/(\d+))?"
+                  r"|(\d+)[A-Za-z]* \[)")
 
 
 @dataclass(frozen=True)
 class JobState:
     status: str                          # running, done, failed, stopped (killed, no exit code)
-    bars: dict = field(default_factory=dict)   # bar name -> (done, total) as the CLI shows them
+    bars: dict = field(default_factory=dict)   # bar name -> (done, total; 0 = unknown), as the CLI shows them
     error: str = ""                      # the CLI's one-line message of a failed job
     log_tail: str = ""
     started: str = ""
@@ -138,8 +140,11 @@ def progress_bars(text: str) -> dict:
     """The last reading of every CLI progress bar in a log: name -> (done, total)."""
     bars = {}
     for m in _BAR.finditer(text):
-        name, percent, done, total = m.group(1).strip(), int(m.group(2)), m.group(3), m.group(4)
-        bars[name] = (int(done), int(total)) if total else (percent, 100)
+        name, percent, done, total, count = m.groups()
+        if count is not None:
+            bars[name.strip()] = (int(count), 0)          # total unknown
+        else:
+            bars[name.strip()] = (int(done), int(total)) if total else (int(percent), 100)
     return bars
 
 

@@ -34,8 +34,12 @@ def test_progress_is_read_from_the_cli_bars():
     track = tqdm(total=240, desc="tracking", unit="frame", file=out)
     track.update(120)
     track.refresh()
+    budget = tqdm(total=None, desc="training renderer", unit="step", file=out)
+    budget.update(66)
+    budget.refresh()
     text = out.getvalue() + "\nerror: the clip is too short\n"
-    assert ui_background.progress_bars(text) == {"tts": (100, 100), "tracking": (120, 240)}
+    assert ui_background.progress_bars(text) == {"tts": (100, 100), "tracking": (120, 240),
+                                                 "training renderer": (66, 0)}
     assert ui_background.last_error(text) == "error: the clip is too short"
     assert ui_background.screen_lines("a\rb\rc\nd\n", 5) == "c\nd"
 
