@@ -16,7 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from avatar.types import BLENDSHAPE_NAMES, FaceTrack
+from avatar.expression.shaping import EYE_BLINKS
+from avatar.types import FaceTrack
 
 # MediaPipe face mesh indices; the subject's right eye first, its mirror second.
 EYE_CONTOURS = (
@@ -28,7 +29,7 @@ EYE_ANCHORS = (   # corners, brow, ring under the eye, nose bridge: still while 
     (33, 133, 70, 63, 105, 66, 107, 230, 231, 232, 168),
     (263, 362, 300, 293, 334, 296, 336, 450, 451, 452, 168),
 )
-BLINK_CHANNELS = tuple(BLENDSHAPE_NAMES.index(n) for n in ("eyeBlinkLeft", "eyeBlinkRight"))
+BLINK_CHANNELS = EYE_BLINKS                # eyeBlinkLeft, eyeBlinkRight
 MIN_BLINK_RISE = 0.2          # a blink: the level rises this far above the person's resting level
 KEEP_WITHIN = 0.08            # frames whose level is this close to the wanted one stay as they are
 MAX_BANK_BLINKS = 3           # real blinks copied in turn, so a long clip does not repeat one
