@@ -47,19 +47,21 @@ import functools
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from avatar.audio.speech import Voice, check_audio_file, speech_from_audio
 from avatar.audio.tts import split_sentences
 from avatar.config import DEFAULT_DEVICE, SAY_DEFAULTS, SaySettings
 from avatar.errors import AvatarError
 from avatar.io.provenance import audio_record, folder_hashes, text_record, write_sidecar
-from avatar.render.clip import Progress, plan_clip, render_frames, seed_everything
 from avatar.types import (Audio2Expr, Expressions, Person, PersonFaceModel, Renderer, Speech,
                           Target)
 from avatar.video.frames import TargetFrames
 from avatar.video.timeline import check_start_frame
 from avatar.video.writer import VideoWriter, frames_for_audio
+
+if TYPE_CHECKING:           # the renderer (torch, numba) is imported when a clip is rendered,
+    from avatar.render.clip import Progress      # so the first progress bar comes at once
 
 
 @dataclass(frozen=True)
@@ -181,6 +183,7 @@ class SayPipeline:
         """Expressions on the target's frames -> output mp4 (with `speech`, or silent with
         `n_frames`) + side-car. drive="all" takes every channel from `expressions` (reenact);
         stream: a fragmented mp4 written in place."""
+        from avatar.render.clip import plan_clip, render_frames, seed_everything
         settings, target = settings.checked(), target or self.target
         stages = stages or Stages(None)
         fps = float(settings.fps or target.track.fps)
