@@ -98,3 +98,23 @@ def test_render_takes_expressions_without_audio(pipe, tmp_path):
     assert result.n_frames == 7 and meta["command"] == "reenact" and meta["output"]["audio"] is False
     with pytest.raises(ValueError, match="n_frames"):
         pipe.render(None, Expressions(weights, 10.0), tmp_path / "s.mp4", SaySettings(), {})
+
+
+def test_command_start_imports_no_renderer():
+    """The say command's checks and its first progress bar need neither torch nor numba: they
+    are imported while the "load" bar runs (a fresh interpreter, as `cli.py say` starts)."""
+    import subprocess
+    import sys
+    code = ("import sys, cli; from pipelines import say; import pipelines.say_pipeline; "
+            "print(sorted(m for m in ('torch', 'numba', 'onnxruntime', 'piper') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_load_progress_comes_before_each_model(models):
+    person, a2e = models
+    events = []
+    SayPipeline.from_person(str(person), device="cpu", audio2expr=str(a2e), load_voice=True,
+                            progress=lambda stage, done, total: events.append((stage, done, total)))
+    assert events[0] == ("load", 0, 3) and events[-1] == ("load", 3, 3)
+    assert [d for _, d, _ in events] == sorted(d for _, d, _ in events) and len(events) >= 4
