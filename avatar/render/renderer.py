@@ -217,7 +217,8 @@ class FaceRenderer:
 
     @staticmethod
     def load(person_dir: str | Path, device: str = "auto", runtime: str = "auto") -> "FaceRenderer":
-        return FaceRenderer.from_file(Path(person_dir) / "renderer.safetensors", device, runtime)
+        from avatar.io.person import RENDERER
+        return FaceRenderer.from_file(Path(person_dir) / RENDERER, device, runtime)
 
     @staticmethod
     def from_file(path: str | Path, device: str = "auto", runtime: str = "auto") -> "FaceRenderer":
