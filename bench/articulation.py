@@ -170,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
     torch.set_num_threads(1)
     from avatar.expression.evaluate import CLOSED_MARGIN
-    from avatar.io.person import load_person
+    from avatar.render.person import load_person
     person = load_person(args.person, device="cpu")
     threshold = person_closed_gap(person) + (CLOSED_MARGIN if args.margin is None else args.margin)
     result = {"machine": platform.processor() or platform.machine(), "person": args.person,

@@ -56,7 +56,7 @@ def main() -> int:
     from avatar.face.tracker import track_video
     from avatar.render.eyes import MIN_BLINK_RISE, blink_levels, find_blinks
     from avatar.expression.shaping import synthetic_blinks
-    from avatar.io.person import load_person
+    from avatar.render.person import load_person
 
     person = load_person(args.person, "cpu")
     own = blink_levels(person.target.track)

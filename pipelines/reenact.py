@@ -28,7 +28,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
-    from avatar.io.person import load_person
+    from avatar.render.person import load_person
     from avatar.video.probe import check_input_file
     from avatar.video.timeline import check_start_frame
     from pipelines.say import ProgressBars, settings_from_args

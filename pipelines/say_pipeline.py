@@ -97,7 +97,7 @@ class SayPipeline:
         shared audio2expr network (`audio2expr`: a checkpoint folder, default the shipped one)
         and a voice (`voice`: a piper .onnx, default the bundled English one; `load_voice`: its
         model now rather than at the first text). progress("load", done, total) per model."""
-        from avatar.io.person import load_person
+        from avatar.render.person import load_person
         tts = Voice(voice)                        # a bad voice file fails before any model loads
         steps = [tts.load] if load_voice else []
         steps += [lambda: load_person(name_or_path, device=device),

@@ -35,13 +35,11 @@ from pathlib import Path
 
 import numpy as np
 
-from avatar.config import (DEFAULT_DEVICE, FPS_MAX, FPS_MIN, avatar_home, checkpoints_dir,
-                           package_checkpoints)
+from avatar.config import FPS_MAX, FPS_MIN, avatar_home, checkpoints_dir, package_checkpoints
 from avatar.errors import AvatarError
 from avatar.io.files import (atomic_output, exclusive_lock, load_arrays, read_json,
                              remove_stale_temps, save_arrays, sha256_file, write_json)
-from avatar.types import (N_BLENDSHAPES, N_LANDMARKS, FaceTrack, HeadPoses, Person,
-                          PersonFaceModel, Target)
+from avatar.types import N_BLENDSHAPES, N_LANDMARKS, FaceTrack, HeadPoses, PersonFaceModel
 
 FORMAT_VERSION = 1
 
@@ -293,20 +291,6 @@ def check_complete(folder: str | os.PathLike, config: dict | None = None,
             raise AvatarError(f"person {name}: {f} does not match the sha256 in person.json "
                               "(changed or damaged); restore it or re-run train-person")
     return config, hashes
-
-
-def load_person(name_or_path: str, device: str = DEFAULT_DEVICE) -> Person:
-    """Load a person folder once (face model, target track + poses, renderer) and check it:
-    person.json against its schema, status complete, every file against its recorded sha256."""
-    from avatar.render.renderer import FaceRenderer
-    folder, config, hashes = load_complete(name_or_path)
-    face_model = load_face_model(folder / FACE_MODEL)
-    track, poses = load_track(folder / TRACK)
-    if poses is None:
-        raise AvatarError(f"person {folder.name}: its track has no head poses; re-run train-person")
-    renderer = FaceRenderer.from_file(folder / RENDERER, device=device)
-    return Person(folder.name, folder, config, face_model, Target(folder / TARGET, track, poses),
-                  renderer, hashes)
 
 
 def load_complete(name_or_path: str) -> tuple[Path, dict, dict]:

@@ -119,12 +119,12 @@ def test_case03_force_with_a_failing_video_keeps_the_old_person(tmp_path, face_v
 # --- tracebacks and late failures -------------------------------------------------------------
 
 def test_case05_unwritable_output_fails_before_any_work(models, tmp_path, capsys, monkeypatch):
-    import avatar.io.person as person_io
+    import avatar.render.person as render_person
 
     def no_work(*a, **k):
         raise AssertionError("work started before the output was checked")
 
-    monkeypatch.setattr(person_io, "load_person", no_work)
+    monkeypatch.setattr(render_person, "load_person", no_work)
     (tmp_path / "afile").write_text("x")
     code = say(models, models[0], tmp_path / "afile" / "out.mp4", "hello there")
     assert code == 2

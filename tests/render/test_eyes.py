@@ -123,7 +123,7 @@ def test_plan_applies_only_to_planned_frames():
 
 @pytest.fixture(scope="module")
 def tiny_person(tmp_path_factory):
-    from avatar.io.person import load_person
+    from avatar.render.person import load_person
     from tests.pipelines.tiny_person import make_tiny_person
     return load_person(str(make_tiny_person(tmp_path_factory.mktemp("eyes") / "tiny")), "cpu")
 
