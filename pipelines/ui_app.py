@@ -63,17 +63,28 @@ def build(options: ui_say.ServerOptions) -> gr.Blocks:
         gr.Markdown("## avatar-toolkit: offline talking-head avatars\nEvery video made here is "
                     "marked as synthetic (visible label, metadata tag, side-car JSON).")
         with gr.Tab("Say", id="say"):
-            say_tab(options)
+            say_person = say_tab(options)
         with gr.Tab("Fit a person", id="fit"):
-            fit_tab(options)
+            fit_shown = fit_tab(options)
         with gr.Tab("Batch", id="batch"):
-            batch_tab(options)
+            batch_person, batch_shown = batch_tab(options)
+        page.load(refresh_lists, None, [say_person, batch_person, fit_shown, batch_shown],
+                  show_progress="hidden")
     return page
+
+
+def refresh_lists():
+    """On every page load: persons (a fit may have finished since the server started), fits and
+    batches; the newest fit is shown at once, so a reopened page is back on a running fit."""
+    persons, fits = ui_files.person_choices(), ui_fit.fit_names()
+    return (gr.Dropdown(choices=persons), gr.Dropdown(choices=persons),
+            gr.Dropdown(choices=fits, value=fits[0] if fits else None),
+            gr.Dropdown(choices=ui_batch.batch_requests()))
 
 
 # --- say -------------------------------------------------------------------------------------
 
-def say_tab(options: ui_say.ServerOptions) -> None:
+def say_tab(options: ui_say.ServerOptions) -> gr.Dropdown:
     persons = ui_files.person_choices()
     first = "demo" if "demo" in persons else (persons[0] if persons else None)
     with gr.Row():
@@ -106,6 +117,7 @@ def say_tab(options: ui_say.ServerOptions) -> None:
              [text, audio, person, voice, head, blink, scale, no_mark],
              [status, bars, video, files], concurrency_limit=1, concurrency_id="say",
              show_progress="hidden")
+    return person
 
 
 def run_say(options, text, audio, person, voice, head, blink, scale, no_mark):
@@ -136,7 +148,7 @@ def run_say(options, text, audio, person, voice, head, blink, scale, no_mark):
 
 # --- fit a person ----------------------------------------------------------------------------
 
-def fit_tab(options: ui_say.ServerOptions) -> None:
+def fit_tab(options: ui_say.ServerOptions) -> gr.Dropdown:
     with gr.Row():
         with gr.Column():
             clips = gr.File(label="Clips of one person talking (same room, framing, light)",
@@ -155,7 +167,8 @@ def fit_tab(options: ui_say.ServerOptions) -> None:
                                 "running when the page is closed)", elem_id="fit-shown")
             status = gr.Markdown(elem_id="fit-status")
             bars = gr.HTML(elem_id="fit-bars")
-            log = gr.Textbox(label="Log", lines=8, max_lines=8, interactive=False, elem_id="fit-log")
+            log = gr.Textbox(label="Log (the command's last lines)", lines=6, max_lines=24,
+                             interactive=False, elem_id="fit-log")
     with gr.Row():
         sheet = gr.Image(label="Contact sheet", interactive=False, buttons=IMAGE_BUTTONS,
                          elem_id="fit-sheet")
@@ -172,6 +185,7 @@ def fit_tab(options: ui_say.ServerOptions) -> None:
     stop.click(stop_fit, shown, status)
     shown.change(show_fit, [shown, gr.State({})], views, show_progress="hidden")
     gr.Timer(POLL_S).tick(show_fit, [shown, seen], views, show_progress="hidden")
+    return shown
 
 
 def start_fit(options, clips, name, consent, minutes):
@@ -217,7 +231,7 @@ def show_fit(name, seen):
 
 # --- batch -----------------------------------------------------------------------------------
 
-def batch_tab(options: ui_say.ServerOptions) -> None:
+def batch_tab(options: ui_say.ServerOptions) -> tuple[gr.Dropdown, gr.Dropdown]:
     with gr.Row():
         with gr.Column():
             jobs = gr.File(label="jobs.jsonl: one job per line, e.g. {\"id\": \"a1\", \"text\": "
@@ -245,6 +259,7 @@ def batch_tab(options: ui_say.ServerOptions) -> None:
                 [status, bad, shown])
     shown.change(show_batch, shown, [status, table, zipped], show_progress="hidden")
     gr.Timer(POLL_S).tick(show_batch, shown, [status, table, zipped], show_progress="hidden")
+    return person, shown
 
 
 def run_batch(options, jobs, extras, person, allow):

@@ -9,6 +9,7 @@ jobs of the tiny synthetic person, finished, with the zip. Everything runs in a 
 from __future__ import annotations
 
 import json
+import os
 import sys
 import tempfile
 import time
@@ -64,7 +65,10 @@ def fit_tab(driver, out: Path, work: Path) -> None:
     while time.monotonic() < t_end and "training renderer" not in \
             driver.find_element("css selector", "#fit-bars").text:
         time.sleep(1)
-    time.sleep(20)                                   # a few steps and the first curve
+    t_end = time.monotonic() + 300                   # the first checkpoint draws the curve
+    while time.monotonic() < t_end and not driver.find_elements("css selector", "#fit-curve img"):
+        time.sleep(1)
+    time.sleep(3)
     full_page(driver, out / "fit.png")
     driver.find_element("css selector", "#fit-stop").click()
     print(wait_text(driver, "fit-status", ("fit of astronaut: stopped", "fit of astronaut: finished"), 120))
@@ -92,6 +96,7 @@ def main(out: str) -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="avatar-ui-shots-") as tmp:
         work = Path(tmp)
+        os.environ["AVATAR_CACHE"] = str(work / "cache")       # track afresh: its bar shows
         home, a2e = browser.make_home(work)
         (work / "downloads").mkdir()
         with browser.served(home, None, work / "server.log") as url, \

@@ -143,3 +143,7 @@ def test_fit_tab_in_the_browser(page, face_video):
         "return arguments[0].naturalWidth", sheet) > 100
     assert wait(driver, lambda d: d.find_elements("css selector", "#fit-overlay video"), 30)
     assert "person folder:" in driver.find_element("css selector", "#fit-log textarea").get_attribute("value")
+    driver.refresh()                                    # a page opened later is back on the fit
+    wait(driver, lambda d: d.find_elements("css selector", "button[role='tab']"), 60)
+    browser.open_tab(driver, "Fit a person")
+    wait(driver, lambda d: status(d, "fit-status") == "fit of astro: finished", 30)
