@@ -97,10 +97,9 @@ class SayPipeline:
         shared audio2expr network (`audio2expr`: a checkpoint folder, default the shipped one)
         and a voice (`voice`: a piper .onnx, default the bundled English one; `load_voice`: its
         model now rather than at the first text). progress("load", done, total) per model."""
-        from avatar.render.person import load_person
         tts = Voice(voice)                        # a bad voice file fails before any model loads
         steps = [tts.load] if load_voice else []
-        steps += [lambda: load_person(name_or_path, device=device),
+        steps += [lambda: load_person_lazily(name_or_path, device),
                   lambda: audio2expr_model(str(audio2expr_folder(audio2expr)), torch_device(device))]
         loaded = Stages(progress).steps("load", steps)
         folder = audio2expr_folder(audio2expr)
@@ -309,6 +308,13 @@ def check_output_path(output: str | Path, overwrite: bool = False) -> Path:
     files of killed runs removed."""
     from avatar.io.output import check_output
     return check_output(output, overwrite=overwrite)
+
+
+def load_person_lazily(name_or_path: str, device: str) -> Person:
+    """avatar.render.person.load_person, imported only now (torch, numba: seconds), so that the
+    "load" bar is on screen while it happens."""
+    from avatar.render.person import load_person
+    return load_person(name_or_path, device=device)
 
 
 def audio2expr_folder(folder: str | Path | None) -> Path:
