@@ -1,12 +1,17 @@
 """say benchmark: real-time factor per stage for ~10 s of speech, peak RSS for 10 min of audio.
 
     python bench/say.py --person demo [--audio2expr DIR] [--json bench/results/say.json]
-                        [--long-minutes 10] [--skip-long] [--size N]
+                        [--long-minutes 10] [--skip-long] [--skip-startup] [--size N] [--stream]
 
-Part 1 (in this process, models loaded first and not counted): TTS -> speech features ->
-audio2expr network -> target frame decode -> render (rasterize + network) -> composite (crop band
-+ paste back) -> watermark + encode (time the pipeline waits on ffmpeg, plus its finish).
-RTF = stage time / speech duration; total RTF = wall time from text to finished mp4.
+Part 1 (in this process; models loaded first, each load step timed, and warmed up on a short
+clip, not counted): SayPipeline on the text, with its own stage times: TTS -> speech features ->
+audio2expr network -> plan -> target frame decode -> render (rasterize + network) -> composite
+(crop band + paste back) -> watermark + encode (time the pipeline waits on ffmpeg, plus its
+finish); time to first frame (from the call to the first frame handed to ffmpeg); the output's
+sound (rate, bit rate, length against the video's). RTF = stage time / speech duration; total
+RTF = wall time from text to finished mp4.
+Part 1b (a child process `cli.py say TEXT`): when its first output came, and the models / first
+frame times it prints.
 Part 2 (a child process `cli.py say --audio long.wav`): peak RSS of the say process and of its
 whole process tree (ffmpeg decoder/encoder included), sampled every 0.2 s, for `--long-minutes`
 of audio made by repeating ../shared/data/audio/eng_60s.wav.
@@ -41,14 +46,21 @@ def main() -> int:
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--long-minutes", type=float, default=10.0)
     p.add_argument("--long-audio", type=Path, default=SHARED_AUDIO)
+    p.add_argument("--long-rate", type=int, default=48000, help="sample rate of the long wav")
     p.add_argument("--skip-long", action="store_true")
     p.add_argument("--skip-rtf", action="store_true")
+    p.add_argument("--skip-startup", action="store_true")
+    p.add_argument("--stream", action="store_true", help="part 1 writes a fragmented mp4")
+    p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", type=Path, default=None)
     args = p.parse_args()
     result = {"machine": machine()}
     if not args.skip_rtf:
         result["rtf"] = bench_rtf(args)
         print(json.dumps(result["rtf"], indent=2), flush=True)
+    if not args.skip_startup:
+        result["startup"] = bench_startup(args)
+        print(json.dumps(result["startup"], indent=2), flush=True)
     if not args.skip_long:
         result["long"] = bench_long(args)
         print(json.dumps(result["long"], indent=2), flush=True)
@@ -82,60 +94,118 @@ class Timer:
 
 
 def bench_rtf(args) -> dict:
+    """Models loaded (each load step timed) and warmed up on a short clip, then the text through
+    SayPipeline itself: each stage's time and share, time to first frame, the output's sound."""
     import avatar.render.renderer as renderer_module
-    from avatar.audio.features import speech_features
-    from avatar.audio.features import n_video_frames
-    from avatar.io.provenance import text_record
-    from avatar.audio.speech import speech_from_text
     from avatar.config import SaySettings
     from pipelines.say_pipeline import SayPipeline
 
+    steps = Steps()
+    pipe = SayPipeline.from_person(args.person, device="cpu", audio2expr=args.audio2expr,
+                                   load_voice=True, progress=steps)
+    load = steps.seconds("load", ["voice", "person", "audio2expr"])
+    out = Path(tempfile.mkdtemp(prefix="bench-say-")) / "say.mp4"
+    settings = SaySettings(size=args.size, batch_size=args.batch_size, seed=args.seed)
     t = time.perf_counter()
-    pipe = SayPipeline.from_person(args.person, device="cpu", audio2expr=args.audio2expr)
-    model = pipe.audio2expr
-    speech_from_text("Warm up.")                       # loads the piper voice
-    load_s = time.perf_counter() - t
+    pipe("Warm up.", output=out.with_name("warm.mp4"), settings=settings)
+    warm_up_s = time.perf_counter() - t
 
     composite = Timer()                                # crop band + paste band inside render()
     renderer_module.crop_band = composite.wrap(renderer_module.crop_band)
     renderer_module.paste_band = composite.wrap(renderer_module.paste_band)
-    settings = SaySettings(size=args.size, batch_size=args.batch_size)
-    fps = float(pipe.target.track.fps)
-    out = Path(tempfile.mkdtemp(prefix="bench-say-")) / "say.mp4"
-
     cpu0 = cpu_seconds()
     t0 = time.perf_counter()
-    speech = speech_from_text(args.text)
-    t1 = time.perf_counter()
-    feats = speech_features(speech, model.feature_kind)
-    t2 = time.perf_counter()
-    expressions = model.predict_features(feats, fps, n_video_frames(speech.duration_s, fps),
-                                         model.phones_for(speech))
-    t3 = time.perf_counter()
-    result = pipe.render(speech, expressions, out, settings, text_record(args.text))
-    t4 = time.perf_counter()
+    result = pipe(args.text, output=out, settings=settings, stream=args.stream)
+    total = time.perf_counter() - t0
     cpu = cpu_seconds() - cpu0
+    return {"speech_s": round(result.duration_s, 3), "frames": result.n_frames, "fps": result.fps,
+            "size": [result.width, result.height], "load_s": load,
+            "warm_up_clip_s": round(warm_up_s, 2), "stream": args.stream,
+            "feature_kind": getattr(pipe.audio2expr, "feature_kind", None),
+            "runtime": pipe.runtime_record(),
+            **stage_report(result.seconds, composite.total, total, result.duration_s),
+            "first_frame_s": round(result.seconds.get("first_frame", float("nan")), 3),
+            "cpu_s": round(cpu, 2), "cpu_s_per_speech_s": round(cpu / result.duration_s, 3),
+            "cpu_s_per_speech_s_per_core": round(cpu / result.duration_s / (os.cpu_count() or 1), 3),
+            "output": output_report(out, result), "load_avg_after": os.getloadavg()}
 
-    dur = speech.duration_s
-    s = result.seconds
-    stages = {"tts": t1 - t0, "features": t2 - t1, "expressions": t3 - t2,
-              "target_decode": s["frames"], "render": s["render"] - composite.total,
-              "composite": composite.total, "encode": s["encode"]}
-    total = t4 - t0
+
+class Steps:
+    """A progress callback that notes when each event came."""
+
+    def __init__(self):
+        self.events: list[tuple[str, int, int, float]] = []
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        self.events.append((stage, done, total, time.perf_counter()))
+
+    def seconds(self, stage: str, names: list[str]) -> dict:
+        """Time from each step's start (done = i) to its end (done = i + 1), named in order."""
+        first: dict[int, float] = {}
+        for s, done, _, t in self.events:
+            if s == stage:
+                first.setdefault(done, t)
+        return {name: round(first[i + 1] - first[i], 2) for i, name in enumerate(names)
+                if i in first and i + 1 in first}
+
+
+def stage_report(seconds: dict, composite_s: float, total: float, speech_s: float) -> dict:
+    """Each stage's seconds, RTF and share of the wall time (from SayPipeline's own timing)."""
+    stages = {"tts": seconds.get("tts", 0.0), "features": seconds.get("features", 0.0),
+              "expressions": seconds.get("expressions", 0.0), "plan": seconds.get("plan", 0.0),
+              "target_decode": seconds["frames"], "render": seconds["render"] - composite_s,
+              "composite": composite_s, "encode": seconds["encode"]}
     stages["other"] = total - sum(stages.values())
-    from avatar.video.check import check_media
-    check = check_media(out, 16000)
-    return {"speech_s": round(dur, 3), "frames": result.n_frames, "fps": fps,
-            "size": [result.width, result.height], "load_s": round(load_s, 2),
-            "feature_kind": model.feature_kind,
-            "stages_s": {k: round(v, 3) for k, v in stages.items()},
-            "stages_rtf": {k: round(v / dur, 3) for k, v in stages.items()},
+    return {"stages_s": {k: round(v, 3) for k, v in stages.items()},
+            "stages_rtf": {k: round(v / speech_s, 3) for k, v in stages.items()},
             "stages_share": {k: round(v / total, 3) for k, v in stages.items()},
-            "total_s": round(total, 2), "rtf": round(total / dur, 3),
-            "cpu_s": round(cpu, 2), "cpu_s_per_speech_s": round(cpu / dur, 3),
-            "cpu_s_per_speech_s_per_core": round(cpu / dur / (os.cpu_count() or 1), 3),
-            "output_ok": check.errors == "" and check.n_frames == result.n_frames,
-            "load_avg_after": os.getloadavg()}
+            "total_s": round(total, 2), "rtf": round(total / speech_s, 3)}
+
+
+def output_report(path: Path, result) -> dict:
+    """The clip as decoded: frames, the sound's rate, bit rate and length against the video's."""
+    import re
+    from avatar.video.check import check_media
+    from avatar.video.probe import ffmpeg_header
+    line = next((l for l in ffmpeg_header(path).splitlines() if "Audio:" in l), "")
+    rate = int(re.search(r"(\d+) Hz", line).group(1)) if line else 16000
+    kbps = re.search(r"(\d+) kb/s", line)
+    check = check_media(path, rate)
+    return {"ok": check.errors == "" and check.n_frames == result.n_frames,
+            "audio_rate_hz": rate, "audio_kbps": int(kbps.group(1)) if kbps else None,
+            "audio_s": round(check.audio_s, 4), "video_s": round(check.n_frames / result.fps, 4)}
+
+
+def bench_startup(args) -> dict:
+    """`cli.py say` in a fresh process: when its first output (the load bar) came, and the
+    models / first-frame times it prints."""
+    import re
+    import selectors
+    folder = Path(tempfile.mkdtemp(prefix="bench-say-start-"))
+    cmd = [sys.executable, str(REPO / "cli.py"), "say", args.text, "--person", args.person,
+           "-o", str(folder / "start.mp4"), "--device", "cpu"]
+    if args.audio2expr:
+        cmd += ["--audio2expr", args.audio2expr]
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    first, text = None, b""
+    sel = selectors.DefaultSelector()
+    for stream in (proc.stdout, proc.stderr):
+        sel.register(stream, selectors.EVENT_READ)
+    while sel.get_map():
+        for key, _ in sel.select():
+            data = os.read(key.fileobj.fileno(), 1 << 16)
+            if not data:
+                sel.unregister(key.fileobj)
+                continue
+            first = first if first is not None else time.perf_counter() - t0
+            text += data
+    proc.wait()
+    found = re.search(rb"models ([\d.]+) s, first frame after ([\d.]+) s more", text)
+    return {"exit_code": proc.returncode, "first_output_s": round(first or -1.0, 2),
+            "wall_s": round(time.perf_counter() - t0, 2),
+            "models_s": float(found.group(1)) if found else None,
+            "first_frame_after_models_s": float(found.group(2)) if found else None}
 
 
 def cpu_seconds() -> float:
@@ -145,14 +215,19 @@ def cpu_seconds() -> float:
     return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
 
 
-def long_audio(minutes: float, source: Path, folder: Path) -> Path:
+def long_audio(minutes: float, source: Path, folder: Path, rate: int = 16000) -> Path:
+    """`minutes` of the source repeated, written at `rate` (48 kHz: say keeps a 48 kHz playback
+    copy of it, the most memory a recording can take)."""
     import soundfile as sf
+    import soxr
     from avatar.audio import load_speech
     speech = load_speech(source)
-    n = int(minutes * 60 * speech.sample_rate)
-    reps = int(np.ceil(n / len(speech.samples)))
+    samples = speech.samples if rate == speech.sample_rate else \
+        soxr.resample(speech.samples, speech.sample_rate, rate).astype(np.float32)
+    n = int(minutes * 60 * rate)
+    reps = int(np.ceil(n / len(samples)))
     path = folder / "long.wav"
-    sf.write(str(path), np.tile(speech.samples, reps)[:n], speech.sample_rate, subtype="PCM_16")
+    sf.write(str(path), np.tile(samples, reps)[:n], rate, subtype="PCM_16")
     return path
 
 
@@ -182,7 +257,7 @@ def tree_rss(pid: int) -> tuple[int, int]:
 def bench_long(args) -> dict:
     from avatar.video.check import check_media
     folder = Path(tempfile.mkdtemp(prefix="bench-say-long-"))
-    wav = long_audio(args.long_minutes, args.long_audio, folder)
+    wav = long_audio(args.long_minutes, args.long_audio, folder, args.long_rate)
     out = folder / "long.mp4"
     cmd = [sys.executable, str(REPO / "cli.py"), "say", "--audio", str(wav), "--person",
            args.person, "-o", str(out), "--quiet", "--device", "cpu"]
@@ -203,7 +278,8 @@ def bench_long(args) -> dict:
     stdout, stderr = proc.communicate()
     check = check_media(out, 16000) if out.exists() else None
     minutes = args.long_minutes
-    return {"audio_min": minutes, "exit_code": proc.returncode, "wall_s": round(wall, 1),
+    return {"audio_min": minutes, "audio_rate_hz": args.long_rate, "exit_code": proc.returncode,
+            "wall_s": round(wall, 1),
             "rtf": round(wall / (minutes * 60), 3),
             "peak_rss_say_gib": round(peak_main / 2 ** 30, 3),
             "peak_rss_tree_gib": round(peak_tree / 2 ** 30, 3),

@@ -100,15 +100,24 @@ def test_render_takes_expressions_without_audio(pipe, tmp_path):
         pipe.render(None, Expressions(weights, 10.0), tmp_path / "s.mp4", SaySettings(), {})
 
 
-def test_command_start_imports_no_renderer():
+def test_command_start_imports_no_renderer(models):
     """The say command's checks and its first progress bar need neither torch nor numba: they
     are imported while the "load" bar runs (a fresh interpreter, as `cli.py say` starts)."""
     import subprocess
     import sys
-    code = ("import sys, cli; from pipelines import say; import pipelines.say_pipeline; "
-            "print(sorted(m for m in ('torch', 'numba', 'onnxruntime', 'piper') if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "[]"
+    person, a2e = models
+    code = ("import json, sys, cli; from pipelines import say\n"
+            "from pipelines.say_pipeline import SayPipeline\n"
+            "heavy = lambda: sorted(m for m in ('torch', 'numba', 'onnxruntime', 'piper') if m in sys.modules)\n"
+            "seen = [heavy()]\n"
+            "SayPipeline.from_person(sys.argv[1], device='cpu', audio2expr=sys.argv[2], load_voice=True,\n"
+            "    progress=lambda *event: seen.append(heavy()))\n"
+            "print(json.dumps(seen))")
+    out = subprocess.run([sys.executable, "-c", code, str(person), str(a2e)], capture_output=True,
+                         text=True, check=True)
+    seen = json.loads(out.stdout)
+    assert seen[0] == [] and seen[1] == []              # imported, then the first load event
+    assert {"torch", "onnxruntime"} <= set(seen[-1])    # ... and only then the models
 
 
 def test_load_progress_comes_before_each_model(models):
