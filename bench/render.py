@@ -130,7 +130,20 @@ def compare(device: torch.device, repeats: int, batch: int = 8) -> dict:
                                              "median": ratio(med, "first_stage_torch", "both_stages_shipped")},
             "shipped_vs_both_stages_torch": {"best": ratio(best, "both_stages_torch", "both_stages_shipped"),
                                              "median": ratio(med, "both_stages_torch", "both_stages_shipped")},
-            "load_average": os.getloadavg()}
+            "versions": _versions(), "load_average": os.getloadavg()}
+
+
+def _versions() -> dict:
+    from importlib.metadata import PackageNotFoundError, version
+    out = {"cpu": platform.processor() or platform.machine()}
+    for name in ("torch", "openvino", "numba"):
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = None
+    from avatar.render.runtime import native_bf16, resolve_runtime
+    out["native_bf16"] = resolve_runtime("auto", torch.device("cpu")) != "torch" and native_bf16()
+    return out
 
 
 def main() -> int:

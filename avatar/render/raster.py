@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
-from avatar.render import zbuffer
+from avatar.render import kernels
 
 BUCKETS = (4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024, 2048)
 # bounding-box sides tried in turn: steps of 1.5-1.33x, so a triangle tests at most ~2.25x the
@@ -43,12 +43,12 @@ def rasterize(vertices: torch.Tensor, faces: torch.Tensor, uvs: torch.Tensor,
               size: int | tuple[int, int]) -> Fragments:
     """vertices [B, V, 3] crop pixels, faces [F, 3] int64, uvs [V, 2] -> Fragments at size
     (an int for square, or (height, width)). On a CPU with numba installed the work is done by
-    the compiled kernels of zbuffer.py (the same fragments, bit for bit)."""
+    the compiled kernels of kernels.py (the same fragments, bit for bit)."""
     height, width = _size(size)
     with torch.no_grad():
         tri = vertices.detach().float()[:, faces]                      # [B, F, 3, 3]
-    if tri.device.type == "cpu" and zbuffer.available() and _COMPILED.get():
-        face, bary, uv, depth = (torch.from_numpy(a) for a in zbuffer.fragments(
+    if tri.device.type == "cpu" and kernels.available() and _COMPILED.get():
+        face, bary, uv, depth = (torch.from_numpy(a) for a in kernels.fragments(
             tri.numpy(), faces.cpu().numpy(), uvs.detach().float().cpu().numpy(), height, width))
     else:
         face, bary, uv, depth = _fragments_torch(tri, faces, uvs, height, width)
