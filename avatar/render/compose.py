@@ -199,7 +199,7 @@ def inside_polygon(points: torch.Tensor, ring: torch.Tensor) -> torch.Tensor:
     """points [B, N, 2], polygon corners ring [B, K, 2] (in order) -> [B, N] bool: inside
     (even-odd crossing rule). On a CPU with numba: the same answer from kernels.py, ~10x faster."""
     from avatar.render import kernels
-    if points.device.type == "cpu" and kernels.available() and points.dtype == ring.dtype == torch.float32:
+    if points.device.type == "cpu" and kernels.use() and points.dtype == ring.dtype == torch.float32:
         return torch.from_numpy(kernels.inside_polygon(points.detach().numpy(), ring.detach().numpy()))
     x, y = points[..., 0:1], points[..., 1:2]
     a, b = ring[:, None], torch.roll(ring, -1, 1)[:, None]

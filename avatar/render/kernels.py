@@ -11,6 +11,9 @@ write there, else at the first call of each process).
 """
 from __future__ import annotations
 
+import contextlib
+from contextvars import ContextVar
+
 import numpy as np
 
 try:
@@ -26,8 +29,27 @@ TINY_STEP = np.float32(1e-9)    # compose.inside_polygon's step for a flat edge
 NONE = np.iinfo(np.int64).max
 
 
+_ENABLED = ContextVar("compiled_kernels", default=True)
+
+
 def available() -> bool:
     return numba is not None
+
+
+def use() -> bool:
+    """True when the compiled kernels are to run: numba installed and not inside pytorch_only()."""
+    return numba is not None and _ENABLED.get()
+
+
+@contextlib.contextmanager
+def pytorch_only():
+    """Within this block the renderer uses its PyTorch code even where numba is installed (the
+    renderer's 'torch' runtime; benchmarks of the code before these kernels)."""
+    token = _ENABLED.set(False)
+    try:
+        yield
+    finally:
+        _ENABLED.reset(token)
 
 
 def _kernel(tri, height, width, keys):
@@ -117,6 +139,35 @@ def _inside(points, ring, out):
             out[b, i] = odd
 
 
+def _sample(tex, uv, mask, out):
+    """Bilinear texture lookup as F.grid_sample(mode="bilinear", padding_mode="border",
+    align_corners=False) does it; tex [S, S, C] (rows, columns, channels), uv [B, H, W, 2],
+    mask [B, H, W] -> out [B, H, W, C] (untouched where mask is False)."""
+    size_y, size_x, n_ch = tex.shape
+    for b in range(uv.shape[0]):
+        for i in range(uv.shape[1]):
+            for j in range(uv.shape[2]):
+                if not mask[b, i, j]:
+                    continue
+                x = _unnormalize(uv[b, i, j, 0], size_x)
+                y = _unnormalize(uv[b, i, j, 1], size_y)
+                x0, y0 = int(np.floor(x)), int(np.floor(y))
+                x1, y1 = min(x0 + 1, size_x - 1), min(y0 + 1, size_y - 1)
+                fx, fy = x - np.float32(x0), y - np.float32(y0)
+                w00 = (np.float32(1) - fx) * (np.float32(1) - fy)
+                w01, w10, w11 = fx * (np.float32(1) - fy), (np.float32(1) - fx) * fy, fx * fy
+                for c in range(n_ch):
+                    out[b, i, j, c] = (tex[y0, x0, c] * w00 + tex[y0, x1, c] * w01
+                                       + tex[y1, x0, c] * w10 + tex[y1, x1, c] * w11)
+
+
+def _unnormalize(u, size):
+    """uv in [0, 1] -> pixel coordinate, clamped to the border (grid = 2 uv - 1)."""
+    g = u * np.float32(2) - np.float32(1)
+    x = ((g + np.float32(1)) * np.float32(size) - np.float32(1)) / np.float32(2)
+    return min(max(x, np.float32(0)), np.float32(size - 1))
+
+
 def _float_bits(z):
     bits = np.array([z], np.float32).view(np.int32)[0]
     return bits ^ np.int32(0x7FFFFFFF) if bits < 0 else bits
@@ -125,6 +176,8 @@ def _float_bits(z):
 if numba is not None:
     _bits_float = numba.njit(cache=True, nogil=True)(_bits_float)
     _fragments = numba.njit(cache=True, nogil=True)(_fragments)
+    _unnormalize = numba.njit(cache=True, nogil=True)(_unnormalize)
+    _sample = numba.njit(cache=True, nogil=True)(_sample)
     _inside = numba.njit(cache=True, nogil=True)(_inside)
     _float_bits = numba.njit(cache=True, nogil=True)(_float_bits)
     _triangle = numba.njit(cache=True, nogil=True)(_triangle)
@@ -156,4 +209,14 @@ def inside_polygon(points: np.ndarray, ring: np.ndarray) -> np.ndarray:
     """points float32 [B, N, 2], ring float32 [B, K, 2] -> bool [B, N] (compose.inside_polygon)."""
     out = np.zeros(points.shape[:2], np.bool_)
     _inside(np.ascontiguousarray(points, np.float32), np.ascontiguousarray(ring, np.float32), out)
+    return out
+
+
+def sample_texture(texture_hwc: np.ndarray, uv: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """texture [S, S, C] float32, uv [B, H, W, 2] in [0, 1], mask [B, H, W] bool -> features
+    float32 [B, H, W, C], 0 where mask is False (NeuralTexture.forward's bilinear lookup)."""
+    b, h, w = mask.shape
+    out = np.zeros((b, h, w, texture_hwc.shape[2]), np.float32)
+    _sample(np.ascontiguousarray(texture_hwc, np.float32), np.ascontiguousarray(uv, np.float32),
+            np.ascontiguousarray(mask, np.bool_), out)
     return out

@@ -9,8 +9,6 @@ flow into whatever is sampled with `Fragments.uv` (the texture), not into the ve
 """
 from __future__ import annotations
 
-import contextlib
-from contextvars import ContextVar
 from dataclasses import dataclass
 
 import torch
@@ -22,7 +20,6 @@ BUCKETS = (4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 10
 # pixels of its box (powers of two: up to 4x)
 MAX_CANDIDATES = 1 << 23    # pixel tests per chunk (memory bound)
 EPS = 1e-6                  # pixels this close outside an edge count as inside (no cracks)
-_COMPILED = ContextVar("compiled_raster", default=True)
 
 
 @dataclass(frozen=True)
@@ -47,7 +44,7 @@ def rasterize(vertices: torch.Tensor, faces: torch.Tensor, uvs: torch.Tensor,
     height, width = _size(size)
     with torch.no_grad():
         tri = vertices.detach().float()[:, faces]                      # [B, F, 3, 3]
-    if tri.device.type == "cpu" and kernels.available() and _COMPILED.get():
+    if tri.device.type == "cpu" and kernels.use():
         face, bary, uv, depth = (torch.from_numpy(a) for a in kernels.fragments(
             tri.numpy(), faces.cpu().numpy(), uvs.detach().float().cpu().numpy(), height, width))
     else:
@@ -55,17 +52,6 @@ def rasterize(vertices: torch.Tensor, faces: torch.Tensor, uvs: torch.Tensor,
     shape = (tri.shape[0], height, width)
     return Fragments(uv.view(*shape, 2), face.view(shape) >= 0, depth.view(shape), face.view(shape),
                      bary.view(*shape, 3))
-
-
-@contextlib.contextmanager
-def pytorch_only():
-    """Within this block rasterize uses its PyTorch path even where numba is installed (the
-    renderer's 'torch' runtime; benchmarks of the pre-numba code)."""
-    token = _COMPILED.set(False)
-    try:
-        yield
-    finally:
-        _COMPILED.reset(token)
 
 
 def _fragments_torch(tri, faces, uvs, height, width):

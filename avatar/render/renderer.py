@@ -24,7 +24,8 @@ from avatar.render.compose import (band_masks, box_mean, crop_band, crop_window,
                                    to_crop_pixels, to_window_pixels)
 from avatar.render.model import DeferredRenderer
 from avatar.render.mouth import N_RING, patch_vertices, with_mouth_patch
-from avatar.render.raster import interpolate, pytorch_only, rasterize
+from avatar.render.kernels import pytorch_only
+from avatar.render.raster import interpolate, rasterize
 from avatar.render.teeth import teeth_vertices, with_teeth
 
 

@@ -134,7 +134,7 @@ def _random_scene(seed, batch=2, n_verts=300, n_faces=500, size=(80, 100)):
 def test_compiled_kernels_give_the_pytorch_fragments_bit_for_bit():
     import pytest
     from avatar.render import kernels
-    from avatar.render.raster import pytorch_only
+    from avatar.render.kernels import pytorch_only
     if not kernels.available():
         pytest.skip("numba is not installed: only the PyTorch path exists")
     for seed in range(4):
