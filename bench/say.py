@@ -34,7 +34,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 SHARED_AUDIO = REPO.parent / "shared" / "data" / "audio" / "eng_60s.wav"
 TEXT = ("Good evening. Today I want to talk about something simple: how a small computer can "
-        "learn to speak with a face, offline, in a few minutes, without sending anything away.")
+        "learn to speak with a face, offline, in a few minutes, without sending anything away. "
+        "Everything stays here.")                # 10.3 s of speech with seed 0
 
 
 def main() -> int:

@@ -133,10 +133,9 @@ def loudness_gain(samples: np.ndarray, sample_rate: int) -> float:
 
 def apply_gain(samples: np.ndarray, gain: float) -> np.ndarray:
     """samples * gain as float32, peaks above 0.99 soft-limited."""
-    if gain == 1.0:
-        out = samples.astype(np.float32)
-    else:
-        out = samples.astype(np.float32) * np.float32(gain)
+    out = np.array(samples, np.float32)                    # one copy, scaled in place
+    if gain != 1.0:
+        out *= np.float32(gain)
     if len(out) and float(np.abs(out).max()) > 0.99:
         out = _soft_limit(out)
     return out

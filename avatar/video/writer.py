@@ -51,12 +51,19 @@ def frames_for_audio(duration_s: float, fps: float) -> int:
 def fit_audio(speech: Speech, n_frames: int, fps: float) -> np.ndarray:
     """The speech's playback samples (at its playback rate) padded with silence or trimmed to
     last exactly n_frames / fps seconds."""
+    return np.concatenate(list(fitted_blocks(speech, n_frames, fps, 1 << 62)) or
+                          [np.zeros(0, np.float32)])
+
+
+def fitted_blocks(speech: Speech, n_frames: int, fps: float, block: int = 1 << 20):
+    """fit_audio's samples in blocks of at most `block` (no whole copy of a long recording)."""
     samples, rate = speech.for_playback()
     n = int(round(n_frames * rate / fps))
-    samples = np.asarray(samples, np.float32)[:n]
-    if len(samples) < n:
-        samples = np.concatenate([samples, np.zeros(n - len(samples), np.float32)])
-    return samples
+    for start in range(0, n, block):
+        part = np.asarray(samples[start:min(start + block, n)], np.float32)
+        if len(part) < min(block, n - start):
+            part = np.concatenate([part, np.zeros(min(block, n - start) - len(part), np.float32)])
+        yield part
 
 
 def draw_watermark(frame: np.ndarray, text: str = WATERMARK_TEXT) -> np.ndarray:
@@ -151,7 +158,7 @@ class VideoWriter:
         wav = None
         if self.audio is not None:
             wav = self._stack.enter_context(_temp_wav(self.path.parent))
-            _write_wav(wav, fit_audio(self.audio, self.n_frames, self.fps),
+            _write_wav(wav, fitted_blocks(self.audio, self.n_frames, self.fps),
                        self.audio.for_playback()[1])
         cmd = self._command(wav)
         self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
@@ -263,6 +270,9 @@ def _temp_wav(folder: Path):
             os.unlink(name)
 
 
-def _write_wav(path: Path, samples: np.ndarray, sample_rate: int) -> None:
+def _write_wav(path: Path, blocks, sample_rate: int) -> None:
+    """16-bit mono wav of float blocks (clipped to [-1, 1]), written block by block."""
     import soundfile as sf
-    sf.write(str(path), np.clip(samples, -1.0, 1.0), sample_rate, subtype="PCM_16")
+    with sf.SoundFile(str(path), "w", sample_rate, 1, subtype="PCM_16") as f:
+        for block in blocks:
+            f.write(np.clip(block, -1.0, 1.0))

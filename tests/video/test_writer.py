@@ -156,3 +156,13 @@ def test_stream_failure_deletes_the_partial_file(tmp_path):
             w.write(np.zeros((12, 48, 64, 3), np.uint8))
             raise RuntimeError("renderer crashed")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_fitted_blocks_pad_and_trim_like_the_whole():
+    from avatar.video.writer import fit_audio, fitted_blocks
+    speech = _noise_speech(1.0, 22050)
+    for n_frames in (20, 25, 31):                       # trim, exact, pad (25 fps)
+        whole = fit_audio(speech, n_frames, 25.0)
+        assert len(whole) == round(n_frames * 22050 / 25.0)
+        assert np.array_equal(np.concatenate(list(fitted_blocks(speech, n_frames, 25.0, 1000))), whole)
+        assert np.array_equal(whole[:min(len(whole), 22050)], speech.playback[:len(whole)])
