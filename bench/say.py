@@ -48,6 +48,8 @@ def main() -> int:
     p.add_argument("--long-minutes", type=float, default=10.0)
     p.add_argument("--long-audio", type=Path, default=SHARED_AUDIO)
     p.add_argument("--long-rate", type=int, default=48000, help="sample rate of the long wav")
+    p.add_argument("--long-max-s", type=float, default=None,
+                   help="stop the long run after this many seconds (its peak is before rendering)")
     p.add_argument("--skip-long", action="store_true")
     p.add_argument("--skip-rtf", action="store_true")
     p.add_argument("--skip-startup", action="store_true")
@@ -270,17 +272,22 @@ def bench_long(args) -> dict:
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     peak_main = peak_tree = 0
     samples = []
+    stopped = False
     while proc.poll() is None:
         main_rss, total = tree_rss(proc.pid)
         peak_main, peak_tree = max(peak_main, main_rss), max(peak_tree, total)
         samples.append((round(time.perf_counter() - t0, 1), round(total / 2 ** 20)))
+        if args.long_max_s and time.perf_counter() - t0 > args.long_max_s:
+            proc.terminate()                   # peak memory comes before rendering; stop early
+            stopped = True
+            break
         time.sleep(0.2)
     wall = time.perf_counter() - t0
     stdout, stderr = proc.communicate()
     check = check_media(out, 16000) if out.exists() else None
     minutes = args.long_minutes
     return {"audio_min": minutes, "audio_rate_hz": args.long_rate, "exit_code": proc.returncode,
-            "wall_s": round(wall, 1),
+            "stopped_after_s": args.long_max_s if stopped else None, "wall_s": round(wall, 1),
             "rtf": round(wall / (minutes * 60), 3),
             "peak_rss_say_gib": round(peak_main / 2 ** 30, 3),
             "peak_rss_tree_gib": round(peak_tree / 2 ** 30, 3),
