@@ -1,15 +1,15 @@
 """Batch crash-safety and throughput, local engine or Ray (issue 19).
 
     python bench/batch_resume.py --person demo [--jobs 20] [--workers 2] [--engine local|ray]
-        [--scenario driver-kill|worker-kill|throughput] [--audio2expr DIR] [--json OUT.json]
+        [--scenario driver-kill|worker-kill|throughput] [--rounds N] [--audio2expr DIR] [--json OUT.json]
 
 driver-kill (default): SIGKILL the batch process once half the jobs are recorded done, run the
 same command again, verify. worker-kill (--engine ray): once half are done, SIGKILL the Ray worker
 process of a job that is rendering (its clip unfinished in <out>/.ray-work/<host>-<pid>/); the run
 goes on; verify, and count the attempts of every job (the worker folders it was seen rendering in,
 polled every 50 ms). throughput: the same jobs with the local engine and with Ray (same --workers),
-one after the other into fresh folders, wall time of each (Ray's includes starting its private
-instance, measured on its own too).
+one after the other into fresh folders, --rounds times with the order swapped each round; wall
+time of each run (Ray's includes starting its private instance, which is also timed on its own).
 
 Jobs alternate text and audio (cut from ../shared/data/audio/eng_60s.wav, or a tone when that
 file is missing). Verified: every clip decodes fully, its frame count matches its audio
@@ -182,21 +182,33 @@ def worker_kill(args, jobs: Path, out: Path) -> tuple[dict, bool]:
 
 
 def throughput(args, jobs: Path, folder: Path) -> tuple[dict, bool]:
-    result, ok = {"ray_start_stop_s": ray_start_stop()}, True
+    """--rounds rounds, the engines' order swapped each round (1: local first, 2: ray first, ...),
+    so that a change of the machine's load between runs shows as a round-to-round difference."""
+    result, ok = {"ray_start_stop_s": ray_start_stop(), "rounds": []}, True
+    for i in range(args.rounds):
+        runs = {}
+        for engine in ("local", "ray")[::1 if i % 2 == 0 else -1]:
+            runs[engine] = timed_run(args, jobs, folder / f"out-{i}-{engine}", engine)
+            ok = ok and runs[engine].pop("ok")
+        runs["ray_minus_local_s"] = round(runs["ray"]["wall_s"] - runs["local"]["wall_s"], 1)
+        result["rounds"].append(runs)
     for engine in ("local", "ray"):
-        out = folder / f"out-{engine}"
-        t0 = time.perf_counter()
-        proc = start_batch(jobs, out, args, engine)
-        stdout, stderr = proc.communicate()
-        wall = time.perf_counter() - t0
-        check = verify(out, args.jobs)
-        seconds = [r.get("seconds", 0) for r in status_records(out)]
-        result[engine] = {"wall_s": round(wall, 1), "jobs_per_min": round(60 * args.jobs / wall, 2),
-                          "job_seconds_sum": round(sum(seconds), 1), "exit_code": proc.returncode,
-                          "valid_clips": check["valid_clips"], "load_average_after": os.getloadavg()}
-        ok = ok and proc.returncode == 0 and check["valid_clips"] == args.jobs
-    result["ray_overhead_s"] = round(result["ray"]["wall_s"] - result["local"]["wall_s"], 1)
+        result[f"{engine}_wall_s_total"] = round(sum(r[engine]["wall_s"] for r in result["rounds"]), 1)
+    result["ray_minus_local_s_total"] = round(result["ray_wall_s_total"] - result["local_wall_s_total"], 1)
     return result, ok
+
+
+def timed_run(args, jobs: Path, out: Path, engine: str) -> dict:
+    t0 = time.perf_counter()
+    proc = start_batch(jobs, out, args, engine)
+    proc.communicate()
+    wall = time.perf_counter() - t0
+    check = verify(out, args.jobs)
+    seconds = [r.get("seconds", 0) for r in status_records(out)]
+    return {"wall_s": round(wall, 1), "jobs_per_min": round(60 * args.jobs / wall, 2),
+            "job_seconds_sum": round(sum(seconds), 1), "exit_code": proc.returncode,
+            "valid_clips": check["valid_clips"], "load_average_after": os.getloadavg(),
+            "ok": proc.returncode == 0 and check["valid_clips"] == args.jobs}
 
 
 def ray_start_stop() -> float:
@@ -235,6 +247,7 @@ def main() -> int:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--engine", choices=("local", "ray"), default="local")
     p.add_argument("--scenario", choices=sorted(SCENARIOS), default="driver-kill")
+    p.add_argument("--rounds", type=int, default=1, help="throughput: rounds of local + ray")
     p.add_argument("--audio2expr", default=None)
     p.add_argument("--json", type=Path, default=None)
     args = p.parse_args()

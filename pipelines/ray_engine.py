@@ -136,7 +136,9 @@ def connect(ray, address: str) -> None:
         ray.init(address=address, logging_level=logging.ERROR)
     except Exception as e:    # Ray raises ConnectionError, RuntimeError, AuthenticationError, ...
         first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise AvatarError(f"cannot connect to the Ray cluster at {address}: {first}") from None
+        raise AvatarError(f"cannot connect to the Ray cluster at {address}: {first}; a cluster "
+                          "with token authentication (RAY_AUTH_MODE=token) needs its token here "
+                          "too (~/.ray/auth_token or RAY_AUTH_TOKEN)") from None
 
 
 def clear_work_folder(out_dir: Path) -> None:

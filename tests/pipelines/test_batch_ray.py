@@ -13,19 +13,16 @@ from pathlib import Path
 import pytest
 
 from avatar.video.check import check_media
-from tests.pipelines.test_batch_resume import _wav
-from tests.pipelines.tiny_person import make_tiny_audio2expr, make_tiny_person
+from tests.pipelines.test_batch_resume import _wav, setup  # noqa: F401 (setup: a fixture)
 
 ray = pytest.importorskip("ray")
 REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    """The tiny person, and a Ray instance whose workers see it (env set before ray.init)."""
-    root = tmp_path_factory.mktemp("ray")
-    make_tiny_person(root / "ckpt" / "persons" / "tiny")
-    make_tiny_audio2expr(root / "a2e")
+def cluster(setup):
+    """The tiny person (`setup`), and a Ray instance whose workers see it (env set before ray.init)."""
+    root = setup
     with pytest.MonkeyPatch.context() as mp:
         for name, value in [("AVATAR_CHECKPOINTS", root / "ckpt"), ("AVATAR_HOME", root / "home"),
                             ("AVATAR_CACHE", root / "cache"), ("OMP_NUM_THREADS", "1"),
@@ -33,7 +30,8 @@ def cluster(tmp_path_factory):
             mp.setenv(name, str(value))
         from avatar.io import person as person_io      # the driver's shipped persons (read at import)
         mp.setattr(person_io, "PERSONS_ROOT", root / "ckpt" / "persons")
-        ray.init(num_cpus=2, include_dashboard=False, object_store_memory=100 * 2**20)
+        ray.init(address="local", num_cpus=2, include_dashboard=False,   # never a cluster found
+                 object_store_memory=100 * 2**20)                       # by ray_current_cluster
         try:
             yield root
         finally:
