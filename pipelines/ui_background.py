@@ -26,6 +26,8 @@ from avatar.io.files import read_json, write_json
 
 JOB, LOG, EXIT = "job.json", "log.txt", "exit.json"
 LOG_TAIL_BYTES = 1 << 20                 # tqdm redraws fill a log fast; keep the stages
+# cli.main's one line: at a line start, or right after a bar it interrupted ("...frame/s]error: ")
+_ERROR = re.compile(r"(?:^|[\r\n]|(?<=\]))((?:error|interrupted): [^\r\n]+)")
 INTERRUPTED = 130                        # cli.main's exit code after Ctrl-C / stop()
 # "desc:  45%|####5     | 45/100 [...]" (tqdm), "desc: 100% [00:01]" (one-step stage bars) or
 # "desc: 66step [01:00, 1.10step/s]" (no known total: a time budget)
@@ -150,11 +152,8 @@ def progress_bars(text: str) -> dict:
 
 def last_error(text: str) -> str:
     """The one-line message the CLI printed for a user mistake ('error: ...'), if any."""
-    lines = [ln.strip() for ln in re.split(r"[\r\n]", text) if ln.strip()]
-    for line in reversed(lines):
-        if line.startswith(("error: ", "interrupted: ")):
-            return line
-    return ""
+    found = _ERROR.findall(text)
+    return found[-1].strip() if found else ""
 
 
 def screen_lines(text: str, n: int = 12) -> str:

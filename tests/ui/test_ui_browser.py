@@ -29,7 +29,8 @@ def wait(driver, condition, timeout_s=120):
 
 
 def status(driver, elem_id="say-status"):
-    return driver.find_element("css selector", f"#{elem_id}").text.strip()
+    found = driver.find_elements("css selector", f"#{elem_id}")    # "" while (re)drawn
+    return found[0].text.strip() if found else ""
 
 
 def test_say_in_the_browser(page):
@@ -55,7 +56,7 @@ def test_say_in_the_browser(page):
         names[link.get_attribute("download").rsplit(".", 1)[-1]] = link.get_attribute("download")
         link.click()
     assert set(names) == {"mp4", "json"}
-    stages = driver.find_element("css selector", "#say-bars").text
+    stages = wait(driver, lambda d: status(d, "say-bars"), 10)
     for stage in ("tts", "expressions", "render", "write"):    # SayPipeline's events
         assert stage in stages, stages
     mp4 = browser.wait_for_file(downloads / names["mp4"])

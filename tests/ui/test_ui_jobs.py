@@ -41,6 +41,9 @@ def test_progress_is_read_from_the_cli_bars():
     assert ui_background.progress_bars(text) == {"tts": (100, 100), "tracking": (120, 240),
                                                  "training renderer": (66, 0)}
     assert ui_background.last_error(text) == "error: the clip is too short"
+    cut = "\rtracking a.mp4:   0%|   | 0/24 [00:00<?, ?frame/s]interrupted: work is kept\n\rtracking"
+    assert ui_background.last_error(cut) == "interrupted: work is kept"
+    assert ui_background.last_error("held-out landmark error 0.2 px\nno error: here\n") == ""
     assert ui_background.screen_lines("a\rb\rc\nd\n", 5) == "c\nd"
 
 
@@ -54,8 +57,9 @@ def test_a_failing_job_shows_the_cli_error(tmp_path):
     assert "Traceback" not in state.log_tail
 
 
-def test_fit_runs_in_the_background_and_is_found_by_name(face_video):
+def test_fit_runs_in_the_background_and_is_found_by_name(face_video, tmp_path, monkeypatch):
     from avatar.io import person as person_io
+    monkeypatch.setenv("AVATAR_CACHE", str(tmp_path / "cache"))   # tracked afresh: its bar shows
     folder = ui_fit.start_fit([str(face_video)], "astro", "synthetic test: scikit-image's "
                               "astronaut photo, public domain", 0, device="cpu")
     pid = json.loads((folder / ui_background.JOB).read_text())["pid"]
