@@ -26,7 +26,7 @@ from avatar.render.model import DeferredRenderer
 from avatar.render.mouth import N_RING, patch_vertices, with_mouth_patch
 from avatar.render.kernels import pytorch_only
 from avatar.render.raster import interpolate, rasterize
-from avatar.render.teeth import teeth_vertices, with_teeth
+from avatar.render.teeth import UPPER_ROW_FACES, teeth_vertices, with_teeth
 
 
 def pick_device(device: str = "auto") -> torch.device:
@@ -129,9 +129,9 @@ def source_detail(model: DeferredRenderer, raster: WindowRaster, source_vertices
                   source: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The real pixels of a source frame moved onto the window's geometry: every pixel of the
     window takes the source pixel where the same point of the face is (same triangle, same
-    barycentrics): skin and lips always; the mouth interior and the (rigid) teeth only where
-    that point lies inside the source's own mouth opening, so a closed source mouth gives no
-    teeth. source_vertices [B, 468, 3] in the source window's pixels, source [B, 3, hs, ws] in
+    barycentrics): skin and lips always; the mouth interior and the (rigid) upper teeth only
+    where that point lies inside the source's own mouth opening, so a closed source mouth gives
+    no teeth. source_vertices [B, 468, 3] in the source window's pixels, source [B, 3, hs, ws] in
     [0, 1] -> (warped [B, 3, h, w] (bilinear), its fine detail [B, 3, h, w] (nearest pixels,
     high-passed: resampling would blur the grain away), valid [B, 1, h, w])."""
     faces, n_surface = window_topology(model.config)
@@ -146,7 +146,9 @@ def source_detail(model: DeferredRenderer, raster: WindowRaster, source_vertices
     surface = raster.face < n_surface
     if ring is not None:
         opening = inside_polygon(pos.reshape(b, -1, 2), ring).reshape(raster.face.shape)
-        surface = surface | opening
+        # the lower row follows the chin only roughly: its source detail anti-correlates with
+        # the real frame's (-0.3 on the demo's held-out frames), so it takes none
+        surface = surface | (opening & (raster.face < n_surface + N_RING + UPPER_ROW_FACES))
     return warped, fine, (inside & surface)[:, None].to(source.dtype)
 
 

@@ -19,6 +19,7 @@ import torch
 from avatar.face.mesh import canonical_mesh
 
 N_QUADS = 10                      # quads along each arch
+UPPER_ROW_FACES = 2 * N_QUADS     # the template's faces: the upper row's first, then the lower's
 HALF_WIDTH = 2.0                  # cm from the middle to the last tooth shown
 ARCH_DEPTH = 1.0                  # cm the arch bends back at its ends
 UPPER = (-3.85, -5.0, 3.5)        # (top y, bottom y, z at the middle), cm
