@@ -125,14 +125,26 @@ def wait_for_file(path: Path, timeout_s: float = 30.0) -> Path:
     raise AssertionError(f"{path.name} was not downloaded in {timeout_s:.0f} s")
 
 
-def pick(driver, elem_id: str, value: str) -> None:
-    """Choose `value` in a Gradio dropdown."""
+def pick(driver, elem_id: str, value: str, timeout_s: float = 30.0) -> None:
+    """Choose `value` in a Gradio dropdown (waiting while the page load redraws it)."""
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.common.keys import Keys
-    box = driver.find_element("css selector", f"#{elem_id} input")
-    box.click()
-    box.send_keys(Keys.CONTROL, "a")
-    box.send_keys(value)
-    box.send_keys(Keys.ENTER)
+    t_end = time.monotonic() + timeout_s
+    while time.monotonic() < t_end:
+        try:
+            box = driver.find_elements("css selector", f"#{elem_id} input")
+            if box:
+                box[0].click()
+                box[0].send_keys(Keys.CONTROL, "a")
+                box[0].send_keys(value)
+                box[0].send_keys(Keys.ENTER)
+                time.sleep(0.3)
+                if driver.find_element("css selector", f"#{elem_id} input").get_attribute("value") == value:
+                    return
+        except StaleElementReferenceException:
+            pass
+        time.sleep(0.3)
+    raise AssertionError(f"could not choose {value!r} in #{elem_id}")
 
 
 def open_tab(driver, title: str) -> None:
