@@ -38,6 +38,7 @@ def run(args) -> int:
         raise AvatarError(f"--port {args.port} is out of range; use 1 to 65535")
     if not 0 < args.max_upload_mb <= 100_000:
         raise AvatarError(f"--max-upload-mb {args.max_upload_mb:g} is out of range; use up to 100000")
+    check_port_free(args.host, args.port)
     page, launch = build_page(args)
     if args.host not in LOCAL_HOSTS:
         print(f"warning: serving to the network on {args.host}: anyone who reaches port "
@@ -47,6 +48,22 @@ def run(args) -> int:
           "page; fits and batches started from it keep running)", flush=True)
     page.launch(**launch)
     return 0
+
+
+def check_port_free(host: str, port: int) -> None:
+    import socket
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as e:
+        raise AvatarError(f"--host {host!r} is not an address of this computer ({e.strerror})") from None
+    family, kind, _, _, address = infos[0]
+    with socket.socket(family, kind) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as e:
+            raise AvatarError(f"cannot serve on {host}:{port} ({e.strerror}); is the page already "
+                              "running? pick another --port") from None
 
 
 def build_page(args):

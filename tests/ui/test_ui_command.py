@@ -39,3 +39,16 @@ def test_missing_browser_is_reported_not_hidden(monkeypatch):
     monkeypatch.setenv("AVATAR_UI_TESTS", "required")
     with pytest.raises(pytest.fail.Exception, match="AVATAR_UI_TESTS=required"):
         browser.need_browser()
+
+
+def test_a_port_in_use_is_a_one_line_error(capsys):
+    import socket
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        assert cli.main(["ui", "--port", str(port)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: cannot serve on 127.0.0.1:{port}") and "\n" not in err
+    assert cli.main(["ui", "--host", "no-such-host.invalid"]) == 2
+    assert "is not an address of this computer" in capsys.readouterr().err
