@@ -115,6 +115,29 @@ def chromium(downloads: Path, width: int = 1400, height: int = 1500):
         driver.quit()
 
 
+@contextlib.contextmanager
+def session(root: Path, tiny_audio2expr: bool = True):
+    """The page served from a new $AVATAR_HOME under `root` (the tiny person in it), open in
+    chromium: yields (driver, url, downloads folder, home)."""
+    from selenium.webdriver.support.ui import WebDriverWait
+    home, a2e = make_home(root)
+    (root / "downloads").mkdir()
+    with served(home, a2e if tiny_audio2expr else None, root / "server.log") as url, \
+            chromium(root / "downloads") as driver:
+        driver.get(url)
+        WebDriverWait(driver, 60).until(lambda d: d.find_elements("css selector", "#say-text textarea"))
+        yield driver, url, root / "downloads", home
+
+
+def upload(driver, elem_id: str, path: Path, timeout_s: float = 30.0) -> None:
+    """Put a file into a Gradio file/upload component and wait until it lists it."""
+    from selenium.webdriver.support.ui import WebDriverWait
+    wait = WebDriverWait(driver, timeout_s, poll_frequency=0.2)
+    picker = wait.until(lambda d: d.find_elements("css selector", f"#{elem_id} input[type=file]"))
+    picker[0].send_keys(str(path))
+    wait.until(lambda d: path.suffix in d.find_element("css selector", f"#{elem_id}").text)
+
+
 def wait_for_file(path: Path, timeout_s: float = 30.0) -> Path:
     t_end = time.monotonic() + timeout_s
     while time.monotonic() < t_end:

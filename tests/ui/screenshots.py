@@ -51,8 +51,7 @@ def fit_tab(driver, out: Path, work: Path) -> None:
     from tests.conftest import astronaut_face_frames, write_video
     clip = write_video(work / "astronaut.mp4", astronaut_face_frames(24))
     browser.open_tab(driver, "Fit a person")
-    driver.find_element("css selector", "#fit-clips input[type=file]").send_keys(str(clip))
-    time.sleep(2)
+    browser.upload(driver, "fit-clips", clip)
     driver.find_element("css selector", "#fit-name textarea, #fit-name input").send_keys("astronaut")
     driver.find_element("css selector", "#fit-consent textarea").send_keys(
         "scikit-image's astronaut photo (public domain, NASA); a test of the page, no real consent needed")
@@ -81,8 +80,7 @@ def batch_tab(driver, out: Path, work: Path) -> None:
         {"id": "still", "text": "Holding still.", "person": "tiny", "head_motion": "still"},
         {"id": "bye", "text": "Good bye.", "person": "tiny", "expression_scale": 1.5})) + "\n")
     browser.open_tab(driver, "Batch")
-    driver.find_element("css selector", "#batch-jobs input[type=file]").send_keys(str(jobs))
-    time.sleep(2)
+    browser.upload(driver, "batch-jobs", jobs)
     driver.find_element("css selector", "#batch-start").click()
     print(wait_text(driver, "batch-status", ("batch ", "error:"), 60))
     t_end = time.monotonic() + 300
@@ -97,12 +95,8 @@ def main(out: str) -> int:
     with tempfile.TemporaryDirectory(prefix="avatar-ui-shots-") as tmp:
         work = Path(tmp)
         os.environ["AVATAR_CACHE"] = str(work / "cache")       # track afresh: its bar shows
-        home, a2e = browser.make_home(work)
-        (work / "downloads").mkdir()
-        with browser.served(home, None, work / "server.log") as url, \
-                browser.chromium(work / "downloads") as driver:
-            driver.get(url)
-            time.sleep(3)
+        with browser.session(work, tiny_audio2expr=False) as (driver, _, _, _):
+            time.sleep(2)
             say_tab(driver, out_dir)
             batch_tab(driver, out_dir, work)
             fit_tab(driver, out_dir, work)

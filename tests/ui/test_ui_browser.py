@@ -13,14 +13,8 @@ from tests.ui import browser
 @pytest.fixture(scope="module")
 def page(tmp_path_factory):
     browser.need_browser()
-    root = tmp_path_factory.mktemp("ui-browser")
-    home, a2e = browser.make_home(root)
-    (root / "downloads").mkdir()
-    with browser.served(home, a2e, root / "server.log") as url, \
-            browser.chromium(root / "downloads") as driver:
-        driver.get(url)
-        wait(driver, lambda d: d.find_elements("css selector", "#say-text textarea"), 60)
-        yield driver, url, root / "downloads", home
+    with browser.session(tmp_path_factory.mktemp("ui-browser")) as opened:
+        yield opened
 
 
 def wait(driver, condition, timeout_s=120):
@@ -108,9 +102,7 @@ def test_batch_tab_in_the_browser(page, tmp_path):
     jobs.write_text('{"id": "b1", "text": "Hello.", "person": "tiny"}\n'
                     '{"id": "b2", "text": "Bye.", "person": "tiny", "head_motion": "still"}\n')
     browser.open_tab(driver, "Batch")
-    wait(driver, lambda d: d.find_elements("css selector", "#batch-jobs input[type=file]"), 10)
-    driver.find_element("css selector", "#batch-jobs input[type=file]").send_keys(str(jobs))
-    wait(driver, lambda d: ".jsonl" in d.find_element("css selector", "#batch-jobs").text, 30)
+    browser.upload(driver, "batch-jobs", jobs)
     driver.find_element("css selector", "#batch-start").click()
     wait(driver, lambda d: "done; 2 of 2 done" in status(d, "batch-status")
          or status(d, "batch-status").startswith("error:"), 180)
@@ -127,9 +119,7 @@ def test_fit_tab_in_the_browser(page, face_video):
     from selenium.webdriver.common.keys import Keys
     driver = page[0]
     browser.open_tab(driver, "Fit a person")
-    wait(driver, lambda d: d.find_elements("css selector", "#fit-clips input[type=file]"), 10)
-    driver.find_element("css selector", "#fit-clips input[type=file]").send_keys(str(face_video))
-    wait(driver, lambda d: ".mp4" in d.find_element("css selector", "#fit-clips").text, 30)
+    browser.upload(driver, "fit-clips", face_video)
     driver.find_element("css selector", "#fit-name input, #fit-name textarea").send_keys("astro")
     driver.find_element("css selector", "#fit-consent textarea").send_keys("synthetic test")
     minutes = driver.find_element("css selector", "#fit-minutes input")
