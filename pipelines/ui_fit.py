@@ -107,7 +107,8 @@ class FitView:
         words = {"running": "running", "done": "finished", "failed": "failed",
                  "stopped": "stopped (start it again with the same clips to resume)"}
         line = f"fit of {self.name}: {words[self.state.status]}"
-        return f"{line}; {self.state.error}" if self.state.error else line
+        failed = self.state.status == "failed" and self.state.error
+        return f"{line}; {self.state.error}" if failed else line
 
 
 def fit_view(name: str) -> FitView:
