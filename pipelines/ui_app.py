@@ -61,7 +61,8 @@ def build(options: ui_say.ServerOptions) -> gr.Blocks:
     with gr.Blocks(title="avatar-toolkit", analytics_enabled=False,
                    delete_cache=(3600, 24 * 3600)) as page:
         gr.Markdown("## avatar-toolkit: offline talking-head avatars\nEvery video made here is "
-                    "marked as synthetic (visible label, metadata tag, side-car JSON).")
+                    "marked as synthetic: a metadata tag, a side-car JSON and a visible label "
+                    "(left out only when you tick the box that says so).")
         with gr.Tab("Say", id="say"):
             say_person = say_tab(options)
         with gr.Tab("Fit a person", id="fit"):
