@@ -141,15 +141,26 @@ def source_detail(model: DeferredRenderer, raster: WindowRaster, source_vertices
     grid = torch.stack([pos[..., 0] / ws * 2 - 1, pos[..., 1] / hs * 2 - 1], -1)
     warped = F.grid_sample(source, grid, mode="bilinear", padding_mode="border", align_corners=False)
     picked = F.grid_sample(source, grid, mode="nearest", padding_mode="border", align_corners=False)
-    fine = picked - box_mean(box_mean(picked, DETAIL_RADIUS), DETAIL_RADIUS)
     inside = (grid.abs() < 1).all(-1) & raster.mask & (raster.face >= 0)
-    surface = raster.face < n_surface
+    skin = inside & (raster.face < n_surface)
+    deep = torch.zeros_like(skin)
     if ring is not None:
         opening = inside_polygon(pos.reshape(b, -1, 2), ring).reshape(raster.face.shape)
         # the lower row follows the chin only roughly: its source detail anti-correlates with
         # the real frame's (-0.3 on the demo's held-out frames), so it takes none
-        surface = surface | (opening & (raster.face < n_surface + N_RING + UPPER_ROW_FACES))
-    return warped, fine, (inside & surface)[:, None].to(source.dtype)
+        upper = (raster.face >= n_surface) & (raster.face < n_surface + N_RING + UPPER_ROW_FACES)
+        deep = inside & opening & upper
+    fine = sum(_highpass_within(picked, m[:, None].to(source.dtype)) for m in (skin, deep))
+    return warped, fine, (skin | deep)[:, None].to(source.dtype)
+
+
+def _highpass_within(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """x's fine detail inside mask [B, 1, h, w] only: x minus its blur over the mask's pixels
+    alone (no edge is made where the mask ends), and none within 2 pixels of the mask's edge
+    (so a mouth opening thinner than 5 pixels takes none)."""
+    blur = lambda a: box_mean(box_mean(a, DETAIL_RADIUS), DETAIL_RADIUS)  # noqa: E731
+    smooth = blur(x * mask) / blur(mask).clamp(min=1e-3)
+    return (x - smooth) * -F.max_pool2d(-mask, 5, 1, 2)
 
 
 def source_positions(model: DeferredRenderer, source_vertices: torch.Tensor,
