@@ -75,3 +75,20 @@ def test_hama_hears_bilabials_near_piper_timings():
     assert len(heard) >= 0.6 * len(said)
     for p in heard:                                             # each heard one is near a said one
         assert min(abs(p.start_s - q.start_s) for q in said) < 0.1
+
+
+def test_hama_posteriors_of_the_same_samples_are_computed_once(monkeypatch):
+    import numpy as np
+    from avatar.audio import features
+    calls = []
+    monkeypatch.setattr(features, "_hama_run", lambda s: calls.append(len(s)) or np.full((3, 2), float(len(s))))
+    monkeypatch.setattr(features, "_HAMA_LAST", {})
+    a = np.zeros(960, np.float32)
+    first = features.hama_log_posteriors(a)
+    first[:] = -1                                     # a caller's edit must not reach the cache
+    again = features.hama_log_posteriors(a.copy())
+    assert calls == [960] and (again == 960).all()
+    b = a.copy()
+    b[5] = 0.1
+    features.hama_log_posteriors(b)                   # other samples: computed again
+    assert calls == [960, 960]
