@@ -62,15 +62,13 @@ def _kernel(tri, height, width, keys):
 
 
 def _triangle(t, height, width, keys, base, inverted_id):
-    x0, y0, z0 = t[0, 0], t[0, 1], t[0, 2]
     if not (np.isfinite(t).all()):
         return
-    ex1, ey1 = t[1, 0] - x0, t[1, 1] - y0
-    ex2, ey2 = t[2, 0] - x0, t[2, 1] - y0
-    area = ex1 * ey2 - ex2 * ey1
+    x0, y0, ex1, ey1, ex2, ey2, area = _edges(t)
     if abs(area) < TINY_AREA:
         return
     inv = np.float32(1.0) / area
+    z0 = t[0, 2]
     dz1, dz2 = t[1, 2] - z0, t[2, 2] - z0
     c0 = max(int(np.floor(min(t[0, 0], t[1, 0], t[2, 0]) - HALF)), 0)
     r0 = max(int(np.floor(min(t[0, 1], t[1, 1], t[2, 1]) - HALF)), 0)
@@ -79,9 +77,7 @@ def _triangle(t, height, width, keys, base, inverted_id):
     for row in range(r0, r1 + 1):
         dy = (np.float32(row) + HALF) - y0
         for col in range(c0, c1 + 1):
-            dx = (np.float32(col) + HALF) - x0
-            w1 = (dx * ey2 - ex2 * dy) * inv
-            w2 = (ex1 * dy - dx * ey1) * inv
+            w1, w2 = _weights((np.float32(col) + HALF) - x0, dy, ex1, ey1, ex2, ey2, inv)
             if w1 >= -EPS and w2 >= -EPS and w1 + w2 <= ONE_EPS:
                 z = z0 + w1 * dz1 + w2 * dz2
                 bits = np.int64(_float_bits(z))
@@ -100,14 +96,10 @@ def _fragments(keys, tri, faces, uvs, n_faces, height, width, face, bary, uv, de
         gid = n_ids - 1 - (keys[i] & 0xFFFFFFFF)
         t = tri[gid // n_faces, gid % n_faces]
         local = i % (height * width)
-        x0, y0 = t[0, 0], t[0, 1]
-        ex1, ey1 = t[1, 0] - x0, t[1, 1] - y0
-        ex2, ey2 = t[2, 0] - x0, t[2, 1] - y0
-        inv = np.float32(1.0) / (ex1 * ey2 - ex2 * ey1)
-        dx = (np.float32(local % width) + HALF) - x0
-        dy = (np.float32(local // width) + HALF) - y0
-        w1 = (dx * ey2 - ex2 * dy) * inv
-        w2 = (ex1 * dy - dx * ey1) * inv
+        x0, y0, ex1, ey1, ex2, ey2, area = _edges(t)
+        w1, w2 = _weights((np.float32(local % width) + HALF) - x0,
+                          (np.float32(local // width) + HALF) - y0,
+                          ex1, ey1, ex2, ey2, np.float32(1.0) / area)
         w0 = np.float32(1.0) - w1 - w2
         f = gid % n_faces
         face[i] = f
@@ -116,6 +108,19 @@ def _fragments(keys, tri, faces, uvs, n_faces, height, width, face, bary, uv, de
             uv[i, c] = w0 * uvs[faces[f, 0], c] + w1 * uvs[faces[f, 1], c] + w2 * uvs[faces[f, 2], c]
         bits = np.int32(keys[i] >> 32)
         depth[i] = _bits_float(bits)
+
+
+def _edges(t):
+    """A triangle's first corner, its two edges from it and twice its signed area."""
+    x0, y0 = t[0, 0], t[0, 1]
+    ex1, ey1 = t[1, 0] - x0, t[1, 1] - y0
+    ex2, ey2 = t[2, 0] - x0, t[2, 1] - y0
+    return x0, y0, ex1, ey1, ex2, ey2, ex1 * ey2 - ex2 * ey1
+
+
+def _weights(dx, dy, ex1, ey1, ex2, ey2, inv):
+    """Barycentric weights of corners 1 and 2 at offset (dx, dy) from corner 0."""
+    return (dx * ey2 - ex2 * dy) * inv, (ex1 * dy - dx * ey1) * inv
 
 
 def _bits_float(bits):
@@ -174,6 +179,8 @@ def _float_bits(z):
 
 
 if numba is not None:
+    _edges = numba.njit(cache=True, nogil=True)(_edges)
+    _weights = numba.njit(cache=True, nogil=True)(_weights)
     _bits_float = numba.njit(cache=True, nogil=True)(_bits_float)
     _fragments = numba.njit(cache=True, nogil=True)(_fragments)
     _unnormalize = numba.njit(cache=True, nogil=True)(_unnormalize)

@@ -92,7 +92,7 @@ class NeuralTexture(nn.Module):
             self._frozen_hwc = self._frozen[0].permute(1, 2, 0).contiguous().cpu().numpy()
 
     def train(self, mode: bool = True):
-        self._frozen = None
+        self._frozen = self._frozen_hwc = None
         return super().train(mode)
 
     def full(self) -> torch.Tensor:
