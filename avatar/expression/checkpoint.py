@@ -125,7 +125,7 @@ class Audio2Expression:
     def predict_z(self, feats: SpeechFeatures, fps: float, n_frames: int) -> np.ndarray:
         """Network output (z units, [n_frames, n_out]), in overlapping chunks (windows are cut per
         chunk, so memory does not grow with the length of the speech)."""
-        k = int(self.config["net"]["context"])
+        k = NetConfig(**self.config["net"]).reach
         out = np.zeros((n_frames, len(self.outputs)), np.float32)
         with torch.inference_mode():
             for start in range(0, n_frames, CHUNK_FRAMES):

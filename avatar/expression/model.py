@@ -26,9 +26,15 @@ class NetConfig:
     context: int = 4            # K: the temporal filter looks at 2K+1 frames
     n_out: int = 52
     dropout: float = 0.2
+    temporal_layers: int = 0    # residual dilated 1-D convolutions over frames after the filter
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    @property
+    def reach(self) -> int:
+        """Frames on either side that one frame's output depends on (beyond its own window)."""
+        return self.context + sum(2 ** i for i in range(self.temporal_layers))
 
 
 class FrameEncoder(nn.Module):
@@ -73,19 +79,37 @@ class TemporalFilter(nn.Module):
         return (neigh * weights).sum(-1).transpose(1, 2)
 
 
+class TemporalStack(nn.Module):
+    """Residual dilated convolutions over the frame latents (dilation 1, 2, 4, ...): a wider
+    temporal context than the filter's 2K+1 frames; ends padded by replication."""
+
+    def __init__(self, cfg: NetConfig):
+        super().__init__()
+        self.dilations = [2 ** i for i in range(cfg.temporal_layers)]
+        self.convs = nn.ModuleList(nn.Conv1d(cfg.latent, cfg.latent, 3, dilation=d) for d in self.dilations)
+        self.drop = nn.Dropout(cfg.dropout)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        h = z.transpose(1, 2)
+        for d, conv in zip(self.dilations, self.convs):
+            h = h + F.leaky_relu(conv(self.drop(F.pad(h, (d, d), mode="replicate"))), 0.2)
+        return h.transpose(1, 2)
+
+
 class Audio2ExpressionNet(nn.Module):
     def __init__(self, cfg: NetConfig):
         super().__init__()
         self.cfg = cfg
         self.encoder = FrameEncoder(cfg)
         self.filter = TemporalFilter(cfg)
+        self.stack = TemporalStack(cfg) if cfg.temporal_layers else None
         self.decoder = nn.Linear(cfg.latent, cfg.n_out)
 
     def forward(self, windows: torch.Tensor) -> torch.Tensor:
         """windows [B, T, W, D] -> normalized expressions [B, T, n_out]."""
         b, t, w, d = windows.shape
-        z = self.encoder(windows.reshape(b * t, w, d)).reshape(b, t, -1)
-        return self.decoder(self.filter(z))
+        z = self.filter(self.encoder(windows.reshape(b * t, w, d)).reshape(b, t, -1))
+        return self.decoder(self.stack(z) if self.stack is not None else z)
 
 
 class Audio2ExpressionEnsemble(nn.Module):

@@ -36,6 +36,10 @@ class TrainConfig:
     feature_noise: float = 0.1
     time_mask_prob: float = 0.2
     seed: int = 0
+    corr_weight: float = 0.0          # weight of (1 - Pearson r) of jawOpen per training sequence
+    target_smooth: float = 0.0        # Gaussian sigma (frames) of the z targets (tracking noise)
+    dim_mask_prob: float = 0.0        # share of feature columns masked per sequence
+    gain_jitter: float = 0.0          # +- this (loudness-column units, 20 dB) per sequence
 
 
 @dataclass
@@ -111,18 +115,39 @@ def fit_prior(net_z: list[np.ndarray], curves: list[np.ndarray], weight: float,
     return replace(cfg, gain=tuple(net.std(0) / np.maximum(blend[:, cols].std(0), 1e-6)))
 
 
+def smooth_targets(z: np.ndarray, sigma_frames: float) -> np.ndarray:
+    """Targets low-passed in time (Gaussian, sigma in frames; 0: unchanged): tracking jitter
+    that no audio can explain is taken out of what the network is asked to fit."""
+    if sigma_frames <= 0:
+        return z
+    from scipy.ndimage import gaussian_filter1d
+    return gaussian_filter1d(z, sigma_frames, axis=0, mode="nearest").astype(np.float32)
+
+
+def sequence_corr_loss(pred: torch.Tensor, target: torch.Tensor, min_std: float = 0.1) -> torch.Tensor:
+    """Mean over sequences of 1 - Pearson r between pred [B, T] and target [B, T] along time;
+    sequences whose target barely moves (silence, std < min_std) are left out."""
+    p = pred - pred.mean(1, keepdim=True)
+    t = target - target.mean(1, keepdim=True)
+    r = (p * t).sum(1) / (p.norm(dim=1) * t.norm(dim=1) + 1e-6)
+    keep = (target.std(1) >= min_std).float()
+    return ((1.0 - r) * keep).sum() / keep.sum().clamp(min=1.0)
+
+
 # ---- network training -----------------------------------------------------------------------
 
 class Sampler:
     """Random training sequences (windows + z targets) over clips and their variants."""
 
     def __init__(self, clips: list[ClipData], window: int, silence: SpeechFeatures,
-                 normalizer: Normalizer, rng: np.random.Generator, feature_norm=None):
+                 normalizer: Normalizer, rng: np.random.Generator, feature_norm=None,
+                 target_smooth: float = 0.0):
         self.clips, self.window, self.norm, self.rng = clips, window, normalizer, rng
         self.silence = feature_norm(silence) if feature_norm else silence
         self.features = [[feature_norm(v.features) if feature_norm else v.features for v in c.variants]
                          for c in clips]
-        self.z = [[z_targets(v.targets, c.targets) for v in c.variants] for c in clips]
+        self.z = [[smooth_targets(z_targets(v.targets, c.targets), target_smooth) for v in c.variants]
+                  for c in clips]
         self.rests = [rest_z(c.targets) for c in clips]
         lengths = np.array([len(c.targets) for c in clips], float)
         self.p = lengths / lengths.sum()
@@ -154,13 +179,14 @@ def train_network(clips: list[ClipData], net_cfg: NetConfig, cfg: TrainConfig,
     import time
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
-    sampler = Sampler(clips, net_cfg.window, silence, normalizer, rng, feature_norm)
+    sampler = Sampler(clips, net_cfg.window, silence, normalizer, rng, feature_norm, cfg.target_smooth)
     net = Audio2ExpressionNet(net_cfg)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.steps, pct_start=0.1)
     weights = torch.ones(net_cfg.n_out)
     weights[list(MOUTH_BLENDSHAPES).index(JAW_OPEN)] = cfg.jaw_weight
     weights = weights / weights.mean()
+    jaw = list(MOUTH_BLENDSHAPES).index(JAW_OPEN)
     losses, start = [], time.monotonic()
     net.train()
     for step in tqdm(range(cfg.steps), desc="train audio2expr", disable=not progress, mininterval=5):
@@ -169,6 +195,8 @@ def train_network(clips: list[ClipData], net_cfg: NetConfig, cfg: TrainConfig,
         pred = net(x)
         loss = ((pred - y) ** 2 * weights).mean()
         loss = loss + cfg.velocity_weight * (((pred[:, 1:] - pred[:, :-1]) - (y[:, 1:] - y[:, :-1])) ** 2 * weights).mean()
+        if cfg.corr_weight > 0:
+            loss = loss + cfg.corr_weight * sequence_corr_loss(pred[..., jaw], y[..., jaw])
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
@@ -182,11 +210,19 @@ def train_network(clips: list[ClipData], net_cfg: NetConfig, cfg: TrainConfig,
 
 
 def _augment_features(x: torch.Tensor, cfg: TrainConfig, rng: np.random.Generator) -> torch.Tensor:
-    """Feature noise and SpecAugment-style masking of a few window steps."""
+    """Feature noise, SpecAugment-style masking of a few window steps and (optional) of feature
+    columns per sequence, and a random gain on the loudness column (the last) per sequence."""
     x = x + cfg.feature_noise * torch.randn_like(x) * x.std()
+    b, t, w, d = x.shape
     if cfg.time_mask_prob > 0:
-        b, t, w, _ = x.shape
         mask = torch.from_numpy(rng.random((b, t, w, 1)) < cfg.time_mask_prob * 0.25).float()
         x = x * (1 - mask) + mask * x.mean()
+    if cfg.dim_mask_prob > 0:
+        cols = torch.from_numpy(rng.random((b, 1, 1, d)) < cfg.dim_mask_prob).float()
+        cols[..., -1] = 0.0
+        x = x * (1 - cols)
+    if cfg.gain_jitter > 0:
+        shift = torch.from_numpy(rng.uniform(-cfg.gain_jitter, cfg.gain_jitter, (b, 1, 1))).float()
+        x = torch.cat([x[..., :-1], x[..., -1:] + shift[..., None]], -1)
     return x
 
