@@ -117,6 +117,15 @@ def render_batch(plan: ClipPlan, face_model: PersonFaceModel, renderer: Renderer
     return renderer.render(meshes, batch, boxes, frame_meshes=own)
 
 
+FIRST_BATCH = 2     # frames in the first batch: one per core, so the first frame is out sooner
+
+
+def batch_starts(n: int, size: int, first: int = FIRST_BATCH) -> list[int]:
+    """Where each batch of n frames starts: a short first batch, then batches of `size`."""
+    first = max(1, min(first, size))
+    return ([0] + list(range(first, n, size))) if n > 0 else []
+
+
 def render_frames(plan: ClipPlan, face_model: PersonFaceModel, renderer: Renderer, target: Target,
                   frames: TargetFrames, write: Callable[[np.ndarray], None],
                   progress: Progress | None = None) -> dict:
@@ -125,17 +134,18 @@ def render_frames(plan: ClipPlan, face_model: PersonFaceModel, renderer: Rendere
     ("render", frames done, total) after each batch. Returns the time the loop spent rendering
     and waiting for frames / for the encoder."""
     timing = {"render": 0.0, "frames": 0.0, "encode": 0.0}
-    n, size = plan.n_frames, plan.batch_size
-    starts = list(range(0, n, size))
+    n = plan.n_frames
+    starts = batch_starts(n, plan.batch_size, FIRST_BATCH)
+    ends = starts[1:] + [n]
     with ThreadPoolExecutor(2, thread_name_prefix="avatar-io") as pool:
-        next_frames = pool.submit(frames.get, plan.indices[0:size])
+        next_frames = pool.submit(frames.get, plan.indices[0:ends[0]])
         pending_write = None
         for i, start in enumerate(starts):
             t = time.perf_counter()
             batch = next_frames.result()
             timing["frames"] += time.perf_counter() - t
             if i + 1 < len(starts):
-                next_frames = pool.submit(frames.get, plan.indices[starts[i + 1]:starts[i + 1] + size])
+                next_frames = pool.submit(frames.get, plan.indices[starts[i + 1]:ends[i + 1]])
             t = time.perf_counter()
             rendered = render_batch(plan, face_model, renderer, target, batch, start)
             timing["render"] += time.perf_counter() - t
@@ -145,7 +155,7 @@ def render_frames(plan: ClipPlan, face_model: PersonFaceModel, renderer: Rendere
             pending_write = pool.submit(write, rendered)
             timing["encode"] += time.perf_counter() - t
             if progress is not None:
-                progress("render", min(start + size, n), n)
+                progress("render", ends[i], n)
         t = time.perf_counter()
         if pending_write is not None:
             pending_write.result()

@@ -49,7 +49,8 @@ def test_call_runs_the_stages_in_order_and_reports_progress(pipe, tmp_path):
     assert stages == ["audio", "features", "expressions", "plan", "render", "write"]
     render = [(done, total) for stage, done, total in events if stage == "render"]
     assert render[0] == (0, 19) and render[-1] == (19, 19)
-    assert [d for d, _ in render] == sorted(d for d, _ in render) and len(render) == 1 + 5
+    assert [d for d, _ in render] == sorted(d for d, _ in render) and len(render) == 1 + 6
+    assert render[1] == (2, 19)                     # a short first batch: the first frame sooner
     for stage in stages:                                    # every stage starts and finishes
         mine = [(d, t) for s, d, t in events if s == stage]
         assert mine[0][0] == 0 and mine[-1][0] == mine[-1][1]
@@ -86,6 +87,19 @@ def test_user_mistakes_are_refused_before_work(pipe, tmp_path):
     with pytest.raises(AvatarError, match="not made by this toolkit"):
         pipe("Hello", output=tmp_path / "mine.mp4", progress=never)
     assert (tmp_path / "mine.mp4").read_bytes() == b"not ours"
+
+
+def test_the_short_first_batch_changes_no_frame(pipe, tmp_path, monkeypatch):
+    import avatar.render.clip as clip
+    assert clip.batch_starts(19, 4) == [0, 2, 6, 10, 14, 18] and clip.batch_starts(1, 8) == [0]
+    assert clip.batch_starts(0, 8) == [] and clip.batch_starts(5, 1) == [0, 1, 2, 3, 4]
+    wav = speech_wav(tmp_path / "s.wav", 1.0)
+    settings = SaySettings(batch_size=4)
+    pipe(audio=wav, output=tmp_path / "short.mp4", settings=settings)
+    monkeypatch.setattr(clip, "FIRST_BATCH", 4)
+    pipe(audio=wav, output=tmp_path / "even.mp4", settings=settings)
+    a, b = VideoReader(tmp_path / "short.mp4").read_all(), VideoReader(tmp_path / "even.mp4").read_all()
+    assert a.shape == b.shape and np.array_equal(a, b)
 
 
 def test_render_takes_expressions_without_audio(pipe, tmp_path):
