@@ -83,6 +83,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--closure-lead-s", type=float, default=0.02,
                    help="close the lips on p/b/m phones (piper's timings for text, hama's phones for "
                         "recordings), read this long ahead (default 0.02 s; negative: no closure)")
+    p.add_argument("--corr-weight", type=float, default=0.0,
+                   help="add (1 - Pearson r) of jawOpen per training sequence to the loss, with this "
+                        "weight (default 0: MSE only)")
+    p.add_argument("--temporal-layers", type=int, default=0, choices=range(0, 7), metavar="N",
+                   help="residual dilated convolutions over frames after the temporal filter (default 0)")
+    p.add_argument("--target-smooth", type=float, default=0.0, metavar="FRAMES",
+                   help="Gaussian sigma (frames) the tracked targets are smoothed with (default 0)")
+    p.add_argument("--output-smooth-s", type=float, default=0.0, metavar="S",
+                   help="Gaussian sigma (seconds) of the output's temporal smoothing (default 0: none)")
     p.add_argument("--silence-gate-db", type=float, default=30.0,
                    help="close the mouth where the audio is this many dB below the speech level "
                         "(default 30; negative disables)")
@@ -186,10 +195,11 @@ def train_and_save(args, train: list, started: float, training: dict):
     from avatar.expression.train import TrainConfig, fit_normalizer, fit_prior
     from avatar.types import MOUTH_BLENDSHAPES
 
-    net_cfg = NetConfig(feature_dim=FEATURE_DIMS[args.features],
+    net_cfg = NetConfig(feature_dim=FEATURE_DIMS[args.features], temporal_layers=args.temporal_layers,
                         window=32 if args.features == "logmel80" else 16, n_out=len(MOUTH_BLENDSHAPES))
     feature_norm, normalizer = fit_feature_norm(args, train), fit_normalizer(train)
-    cfg = TrainConfig(steps=args.steps, seed=args.seed)
+    cfg = TrainConfig(steps=args.steps, seed=args.seed, corr_weight=args.corr_weight,
+                      target_smooth=args.target_smooth)
     if args.silence_gate_db is not None and args.silence_gate_db < 0:
         args.silence_gate_db = None
     articulation = articulation_net(args, net_cfg.feature_dim)
@@ -208,7 +218,7 @@ def train_and_save(args, train: list, started: float, training: dict):
     save_audio2expr(args.out, net, args.features, normalizer.mean, normalizer.std, extra,
                     rest_z=normalizer.rest, silence_gate_db=args.silence_gate_db, prior=prior,
                     articulation=articulation, feature_norm=feature_norm, output_gain=args.output_gain,
-                    closure=closure,
+                    closure=closure, output_smooth_s=args.output_smooth_s or None,
                     closed_z=closed_pose_z(normalizer.mean, normalizer.std, normalizer.rest) if closure else None)
     return net, losses
 

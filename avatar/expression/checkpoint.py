@@ -64,6 +64,7 @@ class Audio2Expression:
         self.gate_db = config.get("silence_gate_db")
         self.output_gain = float(config.get("output_gain") or 1.0)
         self.closure = config.get("closure")
+        self.smooth_s = float(config.get("output_smooth_s") or 0.0)
         self.closed_z = np.asarray(config.get("closed_z") or self.rest_z, np.float32)
         self.prior = PriorConfig(**config["prior"]) if config.get("prior") else None
         self.articulation = articulation.eval() if articulation is not None else None
@@ -105,7 +106,7 @@ class Audio2Expression:
         z = self.predict_z(self.feature_norm(feats) if self.feature_norm else feats, fps, n_frames)
         if self.prior is not None and phones is not None:
             z = blend_prior(z, self.prior_curves(feats, fps, n_frames, phones), self.prior, self.outputs)
-        z = z * self.output_gain
+        z = smooth_in_time(z, self.smooth_s * fps) * self.output_gain
         if self.gate_db is not None:
             gate = speech_gate(feats, fps, n_frames, float(self.gate_db))[:, None]
             z = gate * z + (1.0 - gate) * (self.closed_z if self.closure else self.rest_z)[None]
@@ -136,6 +137,15 @@ class Audio2Expression:
                 end = min(start + CHUNK_FRAMES, n_frames)
                 out[start:end] = z[start - lo: start - lo + end - start]
         return out
+
+
+def smooth_in_time(z: np.ndarray, sigma_frames: float) -> np.ndarray:
+    """z [T, n] low-passed along time (Gaussian, sigma in frames; below 0.1 frame: unchanged). Applied
+    before the silence gate and the p/b/m closure, which stay sharp."""
+    if sigma_frames < 0.1:
+        return z
+    from scipy.ndimage import gaussian_filter1d
+    return gaussian_filter1d(z, sigma_frames, axis=0, mode="nearest").astype(np.float32)
 
 
 def whisper_part(feats: SpeechFeatures) -> SpeechFeatures:
@@ -203,7 +213,8 @@ def save_audio2expr(directory: str | Path, net: Audio2ExpressionNet | Audio2Expr
                     rest_z: np.ndarray | None = None, silence_gate_db: float | None = None,
                     prior: PriorConfig | None = None, articulation: ArticulationNet | None = None,
                     feature_norm: UtteranceNorm | None = None, output_gain: float = 1.0,
-                    closure: dict | None = None, closed_z: np.ndarray | None = None) -> None:
+                    closure: dict | None = None, closed_z: np.ndarray | None = None,
+                    output_smooth_s: float | None = None) -> None:
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     save_module(directory / "model.safetensors", net, "audio2expr")
@@ -224,6 +235,7 @@ def save_audio2expr(directory: str | Path, net: Audio2ExpressionNet | Audio2Expr
         "silence_gate_db": silence_gate_db,
         "output_gain": float(output_gain),
         "closure": closure,
+        "output_smooth_s": output_smooth_s,
         "closed_z": [float(x) for x in closed_z] if closed_z is not None else None,
         "prior": prior.to_dict() if prior is not None else None,
         "feature_norm": feature_norm.to_dict() if feature_norm is not None else None,
@@ -255,6 +267,7 @@ def load_audio2expr(checkpoint_dir: str | Path | None = None, device: str = "cpu
         n_out = len(config["output_indices"])
         assert config["feature_kind"] in FEATURE_KINDS and net_cfg.n_out == n_out
         assert len(config["output_mean"]) == len(config["output_std"]) == len(BLENDSHAPE_NAMES)
+        assert 0.0 <= float(config.get("output_smooth_s") or 0.0) <= 1.0
         if config.get("prior") is not None:
             PriorConfig(**config["prior"])
         if config.get("feature_norm") is not None:

@@ -77,3 +77,27 @@ def test_augmentations_mask_columns_and_shift_loudness_only():
     assert torch.equal(loud, loud[:, :1, :1].expand_as(loud))          # one shift per sequence
     same = _augment_features(x, TrainConfig(feature_noise=0.0, time_mask_prob=0.0), np.random.default_rng(0))
     assert torch.equal(same, x)
+
+
+def test_output_smoothing_in_checkpoint(tmp_path):
+    import json
+    import pytest
+    from avatar.errors import AvatarError
+    from avatar.expression.checkpoint import smooth_in_time
+    from avatar.types import SpeechFeatures
+    torch.manual_seed(2)
+    net = Audio2ExpressionNet(NetConfig(feature_dim=80, window=16, channels=8, latent=8, context=2, n_out=27))
+    save_audio2expr(tmp_path / "a", net, "logmel80", np.full(52, 0.3), np.full(52, 0.2))
+    save_audio2expr(tmp_path / "b", net, "logmel80", np.full(52, 0.3), np.full(52, 0.2), output_smooth_s=0.08)
+    feats = SpeechFeatures(np.random.default_rng(0).standard_normal((300, 80)).astype(np.float32), 100.0, "logmel80")
+    raw = load_audio2expr(tmp_path / "a").predict_features(feats, 25.0, 75).weights
+    smooth = load_audio2expr(tmp_path / "b").predict_features(feats, 25.0, 75).weights
+    assert np.abs(np.diff(smooth, axis=0)).mean() < np.abs(np.diff(raw, axis=0)).mean()
+    assert np.allclose(smooth.mean(0), raw.mean(0), atol=0.02)
+    z = np.random.default_rng(1).standard_normal((50, 3)).astype(np.float32)
+    assert smooth_in_time(z, 0.0) is z
+    config = json.loads((tmp_path / "b" / "config.json").read_text())
+    config["output_smooth_s"] = -1
+    (tmp_path / "b" / "config.json").write_text(json.dumps(config))
+    with pytest.raises(AvatarError, match="incomplete or inconsistent"):
+        load_audio2expr(tmp_path / "b")
