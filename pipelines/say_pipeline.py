@@ -57,7 +57,7 @@ from avatar.io.provenance import audio_record, folder_hashes, text_record, write
 from avatar.types import (Audio2Expr, Expressions, Person, PersonFaceModel, Renderer, Speech,
                           Target)
 from avatar.video.frames import TargetFrames
-from avatar.video.timeline import check_start_frame
+from avatar.video.timeline import check_start_frame, frame_indices, output_geometry
 from avatar.video.writer import VideoWriter, frames_for_audio
 
 if TYPE_CHECKING:           # the renderer (torch, numba) is imported when a clip is rendered,
@@ -137,9 +137,16 @@ class SayPipeline:
         speech = self.speech(spoken, audio, settings.seed, stages)
         record = audio_record(audio, speech.duration_s) if audio is not None \
             else {**text_record(text, self.tts.model), "tts": tts_record(settings.seed)}
-        expressions = self.expressions(speech, float(settings.fps or target.track.fps), stages)
+        fps = float(settings.fps or target.track.fps)
+        opened = self.open_clip(out, speech, settings, target, frames_for_audio(speech.duration_s, fps),
+                                "say", stream)      # ffmpeg starts, first frames decode meanwhile
+        try:
+            expressions = self.expressions(speech, fps, stages)
+        except BaseException as e:
+            opened.__exit__(type(e), e, e.__traceback__)
+            raise
         return self.render(speech, expressions, out, settings, {**record, **(provenance or {})},
-                           target=target, stages=stages, stream=stream)
+                           target=target, stages=stages, stream=stream, opened=opened)
 
     def speech(self, text: str | None, audio: str | Path | None, seed: int,
                stages: "Stages") -> Speech:
@@ -178,10 +185,11 @@ class SayPipeline:
                settings: SaySettings, input_record: dict, *, target: Target | None = None,
                drive: str = "mouth", n_frames: int | None = None, command: str = "say",
                models: dict | None = None, stages: "Stages | None" = None,
-               stream: bool = False) -> VideoResult:
+               stream: bool = False, opened: "OpenedClip | None" = None) -> VideoResult:
         """Expressions on the target's frames -> output mp4 (with `speech`, or silent with
         `n_frames`) + side-car. drive="all" takes every channel from `expressions` (reenact);
-        stream: a fragmented mp4 written in place."""
+        stream: a fragmented mp4 written in place; opened: this clip's open_clip(), which
+        render closes."""
         from avatar.render.clip import plan_clip, render_frames, seed_everything
         settings, target = settings.checked(), target or self.target
         stages = stages or Stages(None)
@@ -189,29 +197,48 @@ class SayPipeline:
         n_frames = frames_for_audio(speech.duration_s, fps) if speech is not None else n_frames
         if not n_frames:
             raise ValueError("n_frames is required without speech")
-        with stages.run("plan"):
-            plan = plan_clip(expressions, target, settings, n_frames, drive)
-        seed_everything(settings.seed)
-        t0 = time.perf_counter()
-        stages.report("render", 0, n_frames)
-        with TargetFrames(target.path, (plan.width, plan.height), plan.indices) as frames, \
-                self.writer(output, plan.width, plan.height, plan.fps, audio=speech,
-                            metadata=self.metadata(command), watermark=settings.watermark,
-                            n_frames=n_frames, **({"stream": True} if stream else {})) as writer:
-            timing = render_frames(plan, self.face_model, self.renderer, target, frames,
-                                   writer.write, stages.report)
+        with opened or self.open_clip(output, speech, settings, target, n_frames, command,
+                                      stream) as clip:
+            with stages.run("plan"):
+                plan = plan_clip(expressions, target, settings, n_frames, drive)
+            seed_everything(settings.seed)
+            t0 = time.perf_counter()
+            stages.report("render", 0, n_frames)
+            timing = render_frames(plan, self.face_model, self.renderer, target, clip.frames,
+                                   clip.writer.write, stages.report)
             stages.report("write", 0, 1)
             t = time.perf_counter()
         timing["encode"] += time.perf_counter() - t       # ffmpeg finishing after the last frame
         stages.report("write", 1, 1)
         stages.seconds.update(timing, video_total=time.perf_counter() - t0)
-        if getattr(writer, "first_frame_at", None) is not None:
-            stages.seconds["first_frame"] = writer.first_frame_at - stages.started
+        if getattr(clip.writer, "first_frame_at", None) is not None:
+            stages.seconds["first_frame"] = clip.writer.first_frame_at - stages.started
         self.write_sidecar(output, command, input_record, models, settings, target, plan, speech)
         return VideoResult(Path(output), Path(output).with_suffix(".json"), n_frames, plan.fps,
                            plan.width, plan.height,
                            {k: round(v, 3) for k, v in stages.seconds.items()},
                            speech.duration_s if speech is not None else 0.0)
+
+    def open_clip(self, output: str | Path, speech: Speech | None, settings: SaySettings,
+                  target: Target, n_frames: int, command: str, stream: bool) -> "OpenedClip":
+        """The clip's target frames (its first batch decoding in the background) and its
+        writer (ffmpeg started), before the expressions exist; the same frames and file as
+        opening them at render time."""
+        from avatar.render.clip import FIRST_BATCH
+        width, height, _ = output_geometry(target, settings)
+        indices = frame_indices(target, settings, float(settings.fps or target.track.fps), n_frames)
+        frames = TargetFrames(target.path, (width, height), indices)
+        try:
+            frames.prefetch(indices[:min(FIRST_BATCH, int(settings.batch_size))])
+            writer = self.writer(output, width, height, float(settings.fps or target.track.fps),
+                                 audio=speech, metadata=self.metadata(command),
+                                 watermark=settings.watermark, n_frames=n_frames,
+                                 **({"stream": True} if stream else {}))
+            writer.__enter__()
+        except BaseException:
+            frames.close()
+            raise
+        return OpenedClip(frames, writer)
 
     def metadata(self, command: str) -> dict:
         name = self.person.name
@@ -242,6 +269,24 @@ class SayPipeline:
     def with_voice(self, voice: str | Path | None) -> "SayPipeline":
         """The same pipeline speaking with another piper voice file (None: the bundled one)."""
         return dataclasses.replace(self, tts=Voice(voice))
+
+
+@dataclass
+class OpenedClip:
+    """A clip's open target frames and writer; leaving it closes both (the writer finishes
+    the file, or removes it when an exception is passed)."""
+    frames: TargetFrames
+    writer: VideoWriter
+
+    def __enter__(self) -> "OpenedClip":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        try:
+            self.writer.__exit__(exc_type, exc, tb)
+        finally:
+            self.frames.close()
+        return False
 
 
 class Stages:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Iterator
 
@@ -40,7 +41,8 @@ class TargetFrames:
         frames.close()
 
     Indices must be requested in the order of `needed` (the writer's order); decoding runs ahead
-    only as far as the largest index asked for.
+    only as far as the largest index asked for. `prefetch(indices)` decodes the first ones in a
+    background thread while the caller does other work (say: while the speech features run).
     """
 
     def __init__(self, path: str | Path, size: tuple[int, int], needed: np.ndarray):
@@ -62,8 +64,32 @@ class TargetFrames:
             self._fd = fd
         self.decoded = 0
         self._current: tuple[int, np.ndarray] | None = None
+        self._ahead: tuple[np.ndarray, Future] | None = None
+
+    def prefetch(self, indices: np.ndarray) -> None:
+        """Start decoding `indices` (the next ones the caller will get) in a background thread;
+        the get() of the same indices returns them."""
+        indices = np.array(indices, np.int64)
+        self._wait_ahead()
+        pool = ThreadPoolExecutor(1, thread_name_prefix="avatar-prefetch")
+        self._ahead = (indices, pool.submit(self._decode, indices))
+        pool.shutdown(wait=False)
+
+    def _wait_ahead(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """The prefetched (indices, frames), after its thread is done; None if none."""
+        if self._ahead is None:
+            return None
+        indices, future = self._ahead
+        self._ahead = None
+        return indices, future.result()
 
     def get(self, indices: np.ndarray) -> np.ndarray:
+        ahead = self._wait_ahead()
+        if ahead is not None and np.array_equal(ahead[0], indices):
+            return ahead[1]
+        return self._decode(indices)
+
+    def _decode(self, indices: np.ndarray) -> np.ndarray:
         out = np.empty((len(indices), self.height, self.width, 3), np.uint8)
         for j, index in enumerate(indices):
             out[j] = self._frame(int(index))
@@ -98,6 +124,10 @@ class TargetFrames:
             close()
 
     def close(self) -> None:
+        try:
+            self._wait_ahead()
+        except Exception:                         # noqa: BLE001 - closing: the get() would raise it
+            pass
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None

@@ -141,3 +141,16 @@ def test_load_progress_comes_before_each_model(models):
                             progress=lambda stage, done, total: events.append((stage, done, total)))
     assert events[0] == ("load", 0, 3) and events[-1] == ("load", 3, 3)
     assert [d for _, d, _ in events] == sorted(d for _, d, _ in events) and len(events) >= 4
+
+
+def test_a_failure_after_the_early_open_leaves_no_file(pipe, tmp_path, monkeypatch):
+    """The writer opens while the expressions are computed: if they fail, nothing is left."""
+    def broken(*args, **kwargs):
+        raise RuntimeError("expressions failed")
+    monkeypatch.setattr(pipe, "expressions", broken)
+    wav = speech_wav(tmp_path / "s.wav", 1.0)
+    out = tmp_path / "clips"
+    out.mkdir()
+    with pytest.raises(RuntimeError, match="expressions failed"):
+        pipe(audio=wav, output=out / "x.mp4")
+    assert sorted(p.name for p in out.iterdir()) == []

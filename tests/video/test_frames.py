@@ -38,3 +38,21 @@ def test_target_frames_forward_only_has_no_spill(tmp_path):
         got = frames.get(np.arange(4))
         assert frames.decoded == 4                        # decoding stops where it is needed
     assert np.abs(got.reshape(4, -1).mean(1) - [20, 60, 100, 140]).max() < 6
+
+
+def test_prefetched_frames_are_the_same_frames(tmp_path):
+    video = _numbered_video(tmp_path / "t.mp4")
+    idx = pingpong_indices(3, 10, 6)                      # 3 4 5 4 3 2 1 0 1 2
+    with TargetFrames(video, (32, 24), idx) as plain:
+        want = np.concatenate([plain.get(idx[:2]), plain.get(idx[2:])])
+    with TargetFrames(video, (32, 24), idx) as frames:
+        frames.prefetch(idx[:2])
+        got = np.concatenate([frames.get(idx[:2]), frames.get(idx[2:])])
+    assert np.array_equal(got, want)
+    with TargetFrames(video, (32, 24), idx) as frames:    # asked for other frames: decoded anew
+        frames.prefetch(idx[:2])
+        assert np.array_equal(frames.get(idx[:4]), want[:4])
+    frames = TargetFrames(video, (32, 24), idx)
+    frames.prefetch(idx[:3])
+    frames.close()                                        # closing waits for the prefetch thread
+    assert frames._ahead is None
