@@ -45,6 +45,7 @@ import contextlib
 import dataclasses
 import functools
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
@@ -98,12 +99,20 @@ class SayPipeline:
         and a voice (`voice`: a piper .onnx, default the bundled English one; `load_voice`: its
         model now rather than at the first text). progress("load", done, total) per model."""
         tts = Voice(voice)                        # a bad voice file fails before any model loads
-        steps = [tts.load] if load_voice else []
-        steps += [lambda: load_person_lazily(name_or_path, device),
-                  lambda: audio2expr_model(str(audio2expr_folder(audio2expr)), torch_device(device))]
-        loaded = Stages(progress).steps("load", steps)
-        folder = audio2expr_folder(audio2expr)
-        return cls.of(loaded[-2], loaded[-1], tts, audio2expr_hashes(folder), device)
+        with ThreadPoolExecutor(1, thread_name_prefix="avatar-warm") as pool:
+            warm = []                             # its feature models load beside the person
+
+            def shared_model():
+                model = audio2expr_model(str(audio2expr_folder(audio2expr)), torch_device(device))
+                warm.append(pool.submit(warm_up, model))
+                return model
+            steps = [tts.load] if load_voice else []
+            steps += [shared_model, lambda: load_person_lazily(name_or_path, device)]
+            loaded = Stages(progress).steps("load", steps)
+            for done in warm:
+                done.result()
+        return cls.of(loaded[-1], loaded[-2], tts, audio2expr_hashes(audio2expr_folder(audio2expr)),
+                      device)
 
     @classmethod
     def of(cls, person: Person, audio2expr: Audio2Expr | None = None, tts: Voice | None = None,
@@ -353,6 +362,15 @@ def check_output_path(output: str | Path, overwrite: bool = False) -> Path:
     files of killed runs removed."""
     from avatar.io.output import check_output
     return check_output(output, overwrite=overwrite)
+
+
+def warm_up(model: Audio2Expr) -> None:
+    """What the first clip would otherwise wait for: ffmpeg's path (checked by running it) and
+    the networks of the model's speech features."""
+    from avatar.audio.features import load_models
+    from avatar.video.probe import ffmpeg_exe
+    ffmpeg_exe()
+    load_models(getattr(model, "feature_kind", ""))
 
 
 def load_person_lazily(name_or_path: str, device: str) -> Person:

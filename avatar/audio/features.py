@@ -67,6 +67,15 @@ def speech_features(speech: Speech, kind: str = "logmel80") -> SpeechFeatures:
     raise AvatarError(f"unknown speech feature kind {kind!r}; use one of {', '.join(FEATURE_KINDS)}")
 
 
+def load_models(kind: str) -> None:
+    """Load the networks that features of `kind` run (Whisper, hama) now rather than at their
+    first use: say loads them with its other models, not before its first frame."""
+    if kind in ("whisper_tiny", "whisper_phones", "whisper_hama"):
+        _whisper_model()
+    if kind in ("hama", "whisper_hama"):
+        _hama_model()
+
+
 def log_mel(samples: np.ndarray) -> np.ndarray:
     """[N] 16 kHz samples -> [ceil(N/160)+1 .., 80] log-mel in dB-like units (silence about -8)."""
     import librosa
