@@ -92,6 +92,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="Gaussian sigma (frames) the tracked targets are smoothed with (default 0)")
     p.add_argument("--output-smooth-s", type=float, default=0.0, metavar="S",
                    help="Gaussian sigma (seconds) of the output's temporal smoothing (default 0: none)")
+    p.add_argument("--output-delay-s", type=float, default=0.0, metavar="S",
+                   help="show the output this much later (before the silence gate and the p/b/m closure; "
+                        "default 0; speaker-grouped CV: 0.04)")
     p.add_argument("--silence-gate-db", type=float, default=30.0,
                    help="close the mouth where the audio is this many dB below the speech level "
                         "(default 30; negative disables)")
@@ -219,6 +222,7 @@ def train_and_save(args, train: list, started: float, training: dict):
                     rest_z=normalizer.rest, silence_gate_db=args.silence_gate_db, prior=prior,
                     articulation=articulation, feature_norm=feature_norm, output_gain=args.output_gain,
                     closure=closure, output_smooth_s=args.output_smooth_s or None,
+                    output_delay_s=args.output_delay_s or None,
                     closed_z=closed_pose_z(normalizer.mean, normalizer.std, normalizer.rest) if closure else None)
     return net, losses
 

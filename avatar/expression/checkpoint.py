@@ -65,6 +65,7 @@ class Audio2Expression:
         self.output_gain = float(config.get("output_gain") or 1.0)
         self.closure = config.get("closure")
         self.smooth_s = float(config.get("output_smooth_s") or 0.0)
+        self.delay_s = float(config.get("output_delay_s") or 0.0)
         self.closed_z = np.asarray(config.get("closed_z") or self.rest_z, np.float32)
         self.prior = PriorConfig(**config["prior"]) if config.get("prior") else None
         self.articulation = articulation.eval() if articulation is not None else None
@@ -106,7 +107,7 @@ class Audio2Expression:
         z = self.predict_z(self.feature_norm(feats) if self.feature_norm else feats, fps, n_frames)
         if self.prior is not None and phones is not None:
             z = blend_prior(z, self.prior_curves(feats, fps, n_frames, phones), self.prior, self.outputs)
-        z = smooth_in_time(z, self.smooth_s * fps) * self.output_gain
+        z = delay_frames(smooth_in_time(z, self.smooth_s * fps), int(round(self.delay_s * fps))) * self.output_gain
         if self.gate_db is not None:
             gate = speech_gate(feats, fps, n_frames, float(self.gate_db))[:, None]
             z = gate * z + (1.0 - gate) * (self.closed_z if self.closure else self.rest_z)[None]
@@ -146,6 +147,14 @@ def smooth_in_time(z: np.ndarray, sigma_frames: float) -> np.ndarray:
         return z
     from scipy.ndimage import gaussian_filter1d
     return gaussian_filter1d(z, sigma_frames, axis=0, mode="nearest").astype(np.float32)
+
+
+def delay_frames(z: np.ndarray, frames: int) -> np.ndarray:
+    """z [T, n] shown `frames` frames later (the first frame repeated at the start; same length).
+    Speaker-grouped cross-validation found the network + prior about a frame early at 25 fps."""
+    if frames <= 0 or len(z) == 0:
+        return z
+    return np.concatenate([np.repeat(z[:1], min(frames, len(z)), 0), z[:max(len(z) - frames, 0)]])
 
 
 def whisper_part(feats: SpeechFeatures) -> SpeechFeatures:
@@ -214,7 +223,7 @@ def save_audio2expr(directory: str | Path, net: Audio2ExpressionNet | Audio2Expr
                     prior: PriorConfig | None = None, articulation: ArticulationNet | None = None,
                     feature_norm: UtteranceNorm | None = None, output_gain: float = 1.0,
                     closure: dict | None = None, closed_z: np.ndarray | None = None,
-                    output_smooth_s: float | None = None) -> None:
+                    output_smooth_s: float | None = None, output_delay_s: float | None = None) -> None:
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     save_module(directory / "model.safetensors", net, "audio2expr")
@@ -236,6 +245,7 @@ def save_audio2expr(directory: str | Path, net: Audio2ExpressionNet | Audio2Expr
         "output_gain": float(output_gain),
         "closure": closure,
         "output_smooth_s": output_smooth_s,
+        "output_delay_s": output_delay_s,
         "closed_z": [float(x) for x in closed_z] if closed_z is not None else None,
         "prior": prior.to_dict() if prior is not None else None,
         "feature_norm": feature_norm.to_dict() if feature_norm is not None else None,
@@ -268,6 +278,7 @@ def load_audio2expr(checkpoint_dir: str | Path | None = None, device: str = "cpu
         assert config["feature_kind"] in FEATURE_KINDS and net_cfg.n_out == n_out
         assert len(config["output_mean"]) == len(config["output_std"]) == len(BLENDSHAPE_NAMES)
         assert 0.0 <= float(config.get("output_smooth_s") or 0.0) <= 1.0
+        assert 0.0 <= float(config.get("output_delay_s") or 0.0) <= 0.5
         if config.get("prior") is not None:
             PriorConfig(**config["prior"])
         if config.get("feature_norm") is not None:

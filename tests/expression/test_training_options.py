@@ -101,3 +101,25 @@ def test_output_smoothing_in_checkpoint(tmp_path):
     (tmp_path / "b" / "config.json").write_text(json.dumps(config))
     with pytest.raises(AvatarError, match="incomplete or inconsistent"):
         load_audio2expr(tmp_path / "b")
+
+
+def test_delay_frames():
+    from avatar.expression.checkpoint import delay_frames
+    z = np.arange(12, dtype=np.float32).reshape(6, 2)
+    assert delay_frames(z, 0) is z
+    d = delay_frames(z, 2)
+    assert d.shape == z.shape
+    assert np.array_equal(d[:3], z[[0, 0, 0]]) and np.array_equal(d[2:], z[:4])
+    assert np.array_equal(delay_frames(z, 10), np.repeat(z[:1], 6, 0))
+
+
+def test_output_delay_in_checkpoint(tmp_path):
+    from avatar.types import SpeechFeatures
+    torch.manual_seed(3)
+    net = Audio2ExpressionNet(NetConfig(feature_dim=80, window=16, channels=8, latent=8, context=2, n_out=27))
+    save_audio2expr(tmp_path / "a", net, "logmel80", np.full(52, 0.3), np.full(52, 0.2))
+    save_audio2expr(tmp_path / "b", net, "logmel80", np.full(52, 0.3), np.full(52, 0.2), output_delay_s=0.08)
+    feats = SpeechFeatures(np.random.default_rng(0).standard_normal((300, 80)).astype(np.float32), 100.0, "logmel80")
+    raw = load_audio2expr(tmp_path / "a").predict_features(feats, 25.0, 75).weights
+    late = load_audio2expr(tmp_path / "b").predict_features(feats, 25.0, 75).weights
+    assert np.allclose(late[2:], raw[:-2]) and np.allclose(late[:2], raw[:1])
