@@ -37,6 +37,8 @@ class RendererConfig:
     teeth: bool = True                           # rigid teeth arches in the second stage
     source_detail: bool = True                   # second stage sees a real frame's pixels moved onto the mesh
     detail_transfer: float = 1.0                 # and adds their fine detail (grain, pores) at this strength
+    source_flow: bool = False                    # the source's mesh warp refined by optical flow (flow.py)
+    teeth_atlas: tuple[int, int] = (0, 0)        # a real frame's upper teeth kept in the file (rows, cols)
 
     @property
     def band_top(self) -> int:
@@ -70,7 +72,7 @@ class RendererConfig:
         return RendererConfig(**d)
 
 
-_TUPLES = ("channels", "mouth_window", "mouth_channels")
+_TUPLES = ("channels", "mouth_window", "mouth_channels", "teeth_atlas")
 
 
 class NeuralTexture(nn.Module):
@@ -182,6 +184,11 @@ class MouthNet(nn.Module):
         self.texture = NeuralTexture(config.mouth_texture_size, own, 3) if own else None
         detail = 4 if config.source_detail else 0
         self.unet = UNet(3 + config.feature_channels + own + 2 + 1 + detail, config.mouth_channels)
+        if min(config.teeth_atlas) > 0:
+            # RGB in [0, 1] + where it is valid: a sharp real frame's upper teeth (train_mouth.bake_teeth_atlas)
+            self.register_buffer("teeth_atlas", torch.zeros(4, *config.teeth_atlas))
+        else:
+            self.teeth_atlas = None
         nn.init.zeros_(self.unet.head.weight)     # starts as the identity: output = input
         nn.init.zeros_(self.unet.head.bias)
 

@@ -19,14 +19,14 @@ import torch.nn.functional as F
 
 from avatar.errors import AvatarError
 from avatar.face.mesh import LIPS_OUTER, canonical_mesh
-from avatar.render.compose import (band_masks, box_mean, crop_band, crop_window, inside_polygon,
+from avatar.render.compose import (band_masks, box_mean, crop_band, crop_window, erode, inside_polygon,
                                    mouth_alpha, mouth_origins, paste_band, paste_window,
                                    to_crop_pixels, to_window_pixels)
 from avatar.render.model import DeferredRenderer
 from avatar.render.mouth import N_RING, patch_vertices, with_mouth_patch
 from avatar.render.kernels import pytorch_only
 from avatar.render.raster import interpolate, rasterize
-from avatar.render.teeth import UPPER_ROW_FACES, teeth_vertices, with_teeth
+from avatar.render.teeth import UPPER_ROW_FACES, atlas_grid, teeth_vertices, with_teeth
 
 
 def pick_device(device: str = "auto") -> torch.device:
@@ -126,18 +126,24 @@ def mouth_geometry(model: DeferredRenderer, vertices_window: torch.Tensor, h: in
 
 
 def source_detail(model: DeferredRenderer, raster: WindowRaster, source_vertices: torch.Tensor,
-                  source: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                  source: torch.Tensor, reference: torch.Tensor | None = None
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The real pixels of a source frame moved onto the window's geometry: every pixel of the
     window takes the source pixel where the same point of the face is (same triangle, same
     barycentrics): skin and lips always; the mouth interior and the (rigid) upper teeth only
     where that point lies inside the source's own mouth opening, so a closed source mouth gives
     no teeth. source_vertices [B, 468, 3] in the source window's pixels, source [B, 3, hs, ws] in
     [0, 1] -> (warped [B, 3, h, w] (bilinear), its fine detail [B, 3, h, w] (nearest pixels,
-    high-passed: resampling would blur the grain away), valid [B, 1, h, w])."""
+    high-passed: resampling would blur the grain away), valid [B, 1, h, w]).
+    reference [B, 3, h, w]: the new frame's window as the first stage made it; with the
+    config's source_flow the mesh warp is refined by optical flow against it (flow.py)."""
     faces, n_surface = window_topology(model.config)
     b, hs, ws = source.shape[0], source.shape[2], source.shape[3]
     attr, ring = source_positions(model, source_vertices, int(faces.max()) + 1)
     pos = interpolate(raster, torch.as_tensor(faces, device=source.device), attr.to(source.dtype))
+    if model.config.source_flow and reference is not None:
+        from avatar.render.flow import refine_positions
+        pos = refine_positions(pos, source, reference)
     grid = torch.stack([pos[..., 0] / ws * 2 - 1, pos[..., 1] / hs * 2 - 1], -1)
     warped = F.grid_sample(source, grid, mode="bilinear", padding_mode="border", align_corners=False)
     picked = F.grid_sample(source, grid, mode="nearest", padding_mode="border", align_corners=False)
@@ -150,8 +156,30 @@ def source_detail(model: DeferredRenderer, raster: WindowRaster, source_vertices
         # the real frame's (-0.3 on the demo's held-out frames), so it takes none
         upper = (raster.face >= n_surface) & (raster.face < n_surface + N_RING + UPPER_ROW_FACES)
         deep = inside & opening & upper
-    fine = sum(_highpass_within(picked, m[:, None].to(source.dtype)) for m in (skin, deep))
-    return warped, fine, (skin | deep)[:, None].to(source.dtype)
+    regions, valid = [(picked, skin), (picked, deep)], skin | deep
+    atlas = atlas_teeth(model, raster, n_surface, valid)
+    if atlas is not None:                    # upper teeth the source does not show
+        warped = torch.where(atlas[1][:, None], atlas[0], warped)
+        regions.append(atlas)
+        valid = valid | atlas[1]
+    fine = sum(_highpass_within(x, m[:, None].to(source.dtype)) for x, m in regions)
+    return warped, fine, valid[:, None].to(source.dtype)
+
+
+def atlas_teeth(model: DeferredRenderer, raster: WindowRaster, n_surface: int,
+                taken: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """The renderer file's picture of the upper teeth (config teeth_atlas) at the window's
+    visible upper-teeth pixels that `taken` [B, h, w] does not already cover: (RGB [B, 3, h, w],
+    where [B, h, w] bool), or None without an atlas."""
+    atlas = getattr(model.mouth, "teeth_atlas", None) if model.mouth is not None else None
+    if atlas is None:
+        return None
+    first = n_surface + N_RING
+    upper = raster.mask & (raster.face >= first) & (raster.face < first + UPPER_ROW_FACES) & ~taken
+    pic = atlas.float()[None].expand(len(upper), -1, -1, -1)
+    s = F.grid_sample(pic, atlas_grid(raster.uv.float()), mode="bilinear", padding_mode="zeros",
+                      align_corners=False)
+    return s[:, :3], upper & (s[:, 3] > 0.999)
 
 
 def _highpass_within(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -160,7 +188,7 @@ def _highpass_within(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     (so a mouth opening thinner than 5 pixels takes none)."""
     blur = lambda a: box_mean(box_mean(a, DETAIL_RADIUS), DETAIL_RADIUS)  # noqa: E731
     smooth = blur(x * mask) / blur(mask).clamp(min=1e-3)
-    return (x - smooth) * -F.max_pool2d(-mask, 5, 1, 2)
+    return (x - smooth) * erode(mask, 2)
 
 
 def source_positions(model: DeferredRenderer, source_vertices: torch.Tensor,
@@ -195,9 +223,9 @@ def render_mouth(model: DeferredRenderer, vertices_window: torch.Tensor, window:
     if model.config.source_detail:
         detail = (torch.zeros_like(window), torch.zeros_like(window[:, :1]))
         if source is not None:
-            warped, fine, valid = source_detail(model, raster, source[0], source[1])
+            warped, fine, valid = source_detail(model, raster, source[0], source[1], window)
             detail = (warped, valid)
-            fine = fine * -F.max_pool2d(-valid, 5, 1, 2)         # not near the mouth opening
+            fine = fine * erode(valid, 2)         # not near the mouth opening
     net = (model.mouth(window * 2 - 1, raster.feats.to(window.dtype), raster.uv.to(window.dtype),
                        raster.mask, detail) + 1) / 2
     if fine is not None and model.config.detail_transfer:

@@ -28,6 +28,7 @@ CHIN = 152                        # the chin's vertex: the lower row follows its
 JAW_SHARE = 0.8                   # lower incisors move this share of the chin's displacement
 UV_UPPER = (0.81, 0.01, 0.99, 0.09)   # u0, v0, u1, v1: the free top-right corner of the layout
 UV_LOWER = (0.81, 0.10, 0.99, 0.18)
+ATLAS_SHAPE = (48, 160)           # rows, cols of the upper row's picture (teeth_atlas)
 
 
 def _arch(top: float, bottom: float, z: float, uv_box) -> tuple[np.ndarray, np.ndarray]:
@@ -108,3 +109,28 @@ def with_teeth(vertices: torch.Tensor, faces: np.ndarray, uvs: np.ndarray, patch
     n = vertices.shape[1]
     return (torch.cat([pushed, teeth], 1), np.concatenate([faces, t_faces + n]),
             np.concatenate([uvs, t_uvs]))
+
+
+def atlas_positions(teeth: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """[B, V, >=2] teeth (teeth_vertices) -> [B, rows, cols, 2]: where each texel of the upper
+    row's picture (rows from the row's top edge, columns left to right, as its UVs run) lies,
+    by the same two triangles per quad the rasterizer fills."""
+    rows, cols = shape
+    n = N_QUADS + 1
+    top, bottom = teeth[:, :n, None, :2], teeth[:, n:2 * n, None, :2]
+    s = (np.arange(cols) + 0.5) / cols * N_QUADS
+    k = np.minimum(s.astype(int), N_QUADS - 1)
+    f = (s - k)[None, :, None]
+    t = ((np.arange(rows) + 0.5) / rows)[:, None, None]
+    a, b = top[:, k, 0][:, None], top[:, k + 1, 0][:, None]         # [B, 1, cols, 2]
+    c, d = bottom[:, k, 0][:, None], bottom[:, k + 1, 0][:, None]
+    first = a + f * (b - a) + t * (c - a)                             # triangle (a, b, c)
+    second = d + (1 - f) * (c - d) + (1 - t) * (b - d)                # triangle (b, d, c)
+    return np.where((f + t <= 1)[None], first, second).astype(np.float32)
+
+
+def atlas_grid(uv: torch.Tensor) -> torch.Tensor:
+    """[B, h, w, 2] UVs -> grid_sample coordinates of the upper row's picture (outside [-1, 1]
+    off the row)."""
+    u0, v0, u1, v1 = UV_UPPER
+    return torch.stack([(uv[..., 0] - u0) / (u1 - u0) * 2 - 1, (uv[..., 1] - v0) / (v1 - v0) * 2 - 1], -1)

@@ -33,6 +33,7 @@ from avatar.render.metrics import MouthScores, mouth_box
 from avatar.render.model import DeferredRenderer
 from avatar.render.renderer import FaceRenderer, WindowRaster, mouth_geometry, render_mouth
 from avatar.render.store import load_checkpoint, save_checkpoint
+from avatar.render.teeth import ATLAS_SHAPE
 from avatar.render.train import checkpoint_interval, lr_scale, ssim_torch, write_curve
 
 LOSSES = ("l1", "ssim", "laplacian", "gan")
@@ -141,9 +142,16 @@ def _windows(renderer, batch, meshes, boxes, origins, scale, full, t, real, firs
     return t + k
 
 
+# the second stage's settings a new person gets (RendererConfig's defaults stay those of older
+# files, so a renderer file from before keeps rendering as it did)
+STAGE_SETTINGS = {"source_flow": True, "teeth_atlas": ATLAS_SHAPE}
+
+
 def with_mouth_stage(base: DeferredRenderer, shape, scale: float) -> DeferredRenderer:
-    """A renderer with the base's first stage (frozen) and a fresh second stage."""
-    config = replace(base.config, mouth_window=tuple(int(v) for v in shape), mouth_scale=float(scale))
+    """A renderer with the base's first stage (frozen) and a fresh second stage (its teeth
+    atlas is filled when training starts: bake_teeth_atlas)."""
+    config = replace(base.config, mouth_window=tuple(int(v) for v in shape), mouth_scale=float(scale),
+                     **STAGE_SETTINGS)
     torch.manual_seed(0)
     model = DeferredRenderer(config)
     own = model.state_dict()
@@ -152,6 +160,36 @@ def with_mouth_stage(base: DeferredRenderer, shape, scale: float) -> DeferredRen
     for name, p in model.named_parameters():
         p.requires_grad_(name.startswith("mouth."))
     return model
+
+
+def bake_teeth_atlas(model: DeferredRenderer, samples: MouthSamples) -> int:
+    """Fill the second stage's teeth atlas (config teeth_atlas) from a trainable training frame
+    whose mouth opening shows the upper row's whole picture (at least 90 % of the most any frame
+    shows: a frame with clenched teeth would put the lower row in it), the sharpest of those
+    (variance of the Laplacian). Each texel takes that frame's pixel where the rigid teeth place
+    it, valid inside the frame's tracked mouth opening, 2 pixels in from its edge. Returns the frame."""
+    import cv2
+    from avatar.face.mesh import LIPS_INNER
+    from avatar.render.teeth import atlas_positions, teeth_vertices
+    shape = model.config.teeth_atlas
+    idx = np.nonzero(samples.trainable[:samples.holdout_start])[0]
+    pos = atlas_positions(teeth_vertices(samples.vertices[idx]), shape)
+    ring = [list(LIPS).index(i) for i in LIPS_INNER]
+    found = []
+    for k, i in enumerate(idx):
+        opening = np.zeros(samples.real.shape[1:3], np.uint8)
+        cv2.fillPoly(opening, [np.round(samples.lips[i][ring]).astype(np.int32)], 1)
+        opening = cv2.erode(opening, np.ones((5, 5), np.uint8))
+        inside = cv2.remap(opening, pos[k, ..., 0], pos[k, ..., 1], cv2.INTER_NEAREST) > 0
+        rgb = cv2.remap(samples.real[i], pos[k, ..., 0], pos[k, ..., 1], cv2.INTER_LINEAR)
+        lap = cv2.Laplacian(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).astype(np.float32), cv2.CV_32F)
+        found.append((int(inside.sum()), float(lap[inside].var()) if inside.sum() > 16 else 0.0, int(i), rgb, inside))
+    most = max(f[0] for f in found)
+    _, _, frame, rgb, inside = max((f for f in found if f[0] >= 0.9 * most), key=lambda f: f[1])
+    if most > 16:
+        atlas = np.concatenate([rgb.astype(np.float32) / 255, inside[..., None].astype(np.float32)], 2)
+        model.mouth.teeth_atlas.copy_(torch.from_numpy(atlas).permute(2, 0, 1))
+    return frame
 
 
 SOURCE_REACH = 45          # frames a training sample's detail source may be away from it
@@ -246,6 +284,8 @@ def train_mouth_stage(model: DeferredRenderer, samples: MouthSamples, run_dir: P
     disc = PatchDiscriminator(6).to(dev) if "gan" in losses else None
     d_opt = torch.optim.Adam(disc.parameters(), lr=D_LR, betas=(0.5, 0.999)) if disc else None
     state = _resume(run_dir, model, opt, disc, d_opt)
+    if getattr(model.mouth, "teeth_atlas", None) is not None and state["step"] == 0:
+        state["teeth_atlas_frame"] = bake_teeth_atlas(model, samples)
     every = checkpoint_every or checkpoint_interval(steps)
     write_json(run_dir / "config.json", {"losses": list(losses), "weights": WEIGHTS, "steps": steps,
                                          "minutes": minutes, "batch_size": batch_size, "lr": LR,
