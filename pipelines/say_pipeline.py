@@ -45,7 +45,7 @@ import contextlib
 import dataclasses
 import functools
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
@@ -89,6 +89,7 @@ class SayPipeline:
     writer: Callable[..., VideoWriter] = VideoWriter
     models: dict = field(default_factory=dict)      # side-car: hashes of the model files used
     device: str = DEFAULT_DEVICE
+    warming: Future | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def from_person(cls, name_or_path: str, device: str = DEFAULT_DEVICE,
@@ -111,8 +112,10 @@ class SayPipeline:
             loaded = Stages(progress).steps("load", steps)
             for done in warm:
                 done.result()
-        return cls.of(loaded[-1], loaded[-2], tts, audio2expr_hashes(audio2expr_folder(audio2expr)),
+        pipe = cls.of(loaded[-1], loaded[-2], tts, audio2expr_hashes(audio2expr_folder(audio2expr)),
                       device)
+        pipe.warming = in_background(warm_renderer, pipe.person)   # waited for before rendering
+        return pipe
 
     @classmethod
     def of(cls, person: Person, audio2expr: Audio2Expr | None = None, tts: Voice | None = None,
@@ -210,6 +213,7 @@ class SayPipeline:
                                       stream) as clip:
             with stages.run("plan"):
                 plan = plan_clip(expressions, target, settings, n_frames, drive)
+            self.wait_warm()
             seed_everything(settings.seed)
             t0 = time.perf_counter()
             stages.report("render", 0, n_frames)
@@ -248,6 +252,12 @@ class SayPipeline:
             frames.close()
             raise
         return OpenedClip(frames, writer)
+
+    def wait_warm(self) -> None:
+        """Wait for the renderer's warm-up started by from_person (its error, if any, is raised)."""
+        warming, self.warming = self.warming, None
+        if warming is not None:
+            warming.result()
 
     def metadata(self, command: str) -> dict:
         name = self.person.name
@@ -328,6 +338,15 @@ class Stages:
         return results
 
 
+def in_background(fn: Callable, *args) -> Future:
+    """fn(*args) on a thread of its own; its Future."""
+    pool = ThreadPoolExecutor(1, thread_name_prefix="avatar-warm")
+    try:
+        return pool.submit(fn, *args)
+    finally:
+        pool.shutdown(wait=False)
+
+
 def tts_record(seed: int) -> dict:
     """How the text was spoken, beyond the voice: where piper's noise came from."""
     return {"seed": int(seed), "noise": "numpy normal per sentence (avatar.audio.tts)"}
@@ -365,12 +384,29 @@ def check_output_path(output: str | Path, overwrite: bool = False) -> Path:
 
 
 def warm_up(model: Audio2Expr) -> None:
-    """What the first clip would otherwise wait for: ffmpeg's path (checked by running it) and
-    the networks of the model's speech features."""
+    """What the first clip would otherwise wait for: ffmpeg's path (checked by running it), the
+    networks of the model's speech features and its first prediction (a second of a faint tone:
+    PyTorch's and the phone recognizers' first calls)."""
+    import numpy as np
     from avatar.audio.features import load_models
     from avatar.video.probe import ffmpeg_exe
     ffmpeg_exe()
     load_models(getattr(model, "feature_kind", ""))
+    tone = 0.01 * np.sin(2 * np.pi * 220 * np.arange(16000) / 16000).astype(np.float32)
+    model.predict(Speech(tone, 16000), 25.0)
+
+
+def warm_renderer(person: Person) -> None:
+    """The renderer's first call (compiled graphs' first run, worker threads) on two frames of
+    the target's own poses over black frames, so the clip's first batch does not pay it."""
+    import numpy as np
+    from avatar.render.clip import FIRST_BATCH, posed_meshes
+    target, idx = person.target, np.arange(min(FIRST_BATCH, len(person.target)))
+    width, height = target.track.frame_size
+    meshes, boxes = posed_meshes(person.face_model, target, target.track.blendshapes[idx], idx,
+                                 1.0, target.track.fps)
+    person.renderer.render(meshes, np.zeros((len(idx), height, width, 3), np.uint8), boxes,
+                           frame_meshes=meshes)
 
 
 def load_person_lazily(name_or_path: str, device: str) -> Person:

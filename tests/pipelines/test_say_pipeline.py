@@ -154,3 +154,18 @@ def test_a_failure_after_the_early_open_leaves_no_file(pipe, tmp_path, monkeypat
     with pytest.raises(RuntimeError, match="expressions failed"):
         pipe(audio=wav, output=out / "x.mp4")
     assert sorted(p.name for p in out.iterdir()) == []
+
+
+def test_the_renderer_warms_up_in_the_background_and_render_waits(models, tmp_path):
+    person, a2e = models
+    pipe = SayPipeline.from_person(str(person), device="cpu", audio2expr=str(a2e))
+    assert pipe.warming is not None
+    pipe.wait_warm()
+    assert pipe.warming is None
+    from concurrent.futures import Future
+    broken = Future()
+    broken.set_exception(RuntimeError("warm-up failed"))
+    pipe.warming = broken                                  # its failure surfaces at render time
+    with pytest.raises(RuntimeError, match="warm-up failed"):
+        pipe(audio=speech_wav(tmp_path / "s.wav", 0.5), output=tmp_path / "w.mp4")
+    assert not (tmp_path / "w.mp4").exists()
