@@ -12,6 +12,7 @@ import sys
 COMMANDS = {
     "say": ("pipelines.say", "make a talking-head video from text or an audio file"),
     "train-person": ("pipelines.train_person", "fit a person model (tracking, face model, renderer) on a video"),
+    "train-prior": ("pipelines.train_prior", "make a renderer prior that train-person starts new people from"),
     "evaluate": ("pipelines.evaluate", "measure a person model on a clip of the same person (PSNR, SSIM, LMD)"),
     "reenact": ("pipelines.reenact", "drive a person with the expressions of another video"),
     "batch": ("pipelines.batch", "run many say-jobs from a JSONL file, resumable"),

@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from avatar.config import CROP_SIZE
 from avatar.errors import AvatarError
-from avatar.io.files import atomic_output, write_json
+from avatar.io.files import atomic_output, read_json, write_json
 from avatar.io import person as person_io
 from avatar.render.compose import box_mean
 from avatar.render.metrics import psnr, ssim
@@ -32,6 +32,7 @@ MOUTH_WEIGHT = 4.0       # extra L1 weight inside the lips box
 SSIM_WEIGHT = 0.5
 TEXTURE_LR, NET_LR = 5e-3, 1e-3
 MOUTH_STAGE_STEPS = 1500  # the lips window at frame resolution (second stage)
+EVAL_EVERY = 100          # steps between held-out PSNR measurements
 
 
 def ssim_torch(a: torch.Tensor, b: torch.Tensor, r: int = 3) -> torch.Tensor:
@@ -93,17 +94,49 @@ def batch_tensors(samples: RenderSamples, idx: np.ndarray, device, top: int, shi
     return torch.from_numpy(verts).to(device), band
 
 
-def _start(config: RendererConfig, dev: torch.device, run_dir: Path, resume: bool):
-    """A new model (seeded) and its optimizer, or the run's checkpoint continued."""
+def _start(config: RendererConfig, dev: torch.device, run_dir: Path, resume: bool,
+           prior: Path | None = None):
+    """A new model (seeded; texture and U-Net from `prior`, a prior folder, when given) and its
+    optimizer, or the run's checkpoint continued."""
     torch.manual_seed(0)
-    model = DeferredRenderer(config).to(dev)
+    model = DeferredRenderer(config)
+    if prior is not None:
+        from avatar.render.prior import load_prior, start_from_prior
+        start_from_prior(model, load_prior(prior)[0], str(prior))
+    model = model.to(dev)
     optimizer = make_optimizer(model)
-    state = {"step": 0, "elapsed_s": 0.0, "history": []}
+    state = {"step": 0, "elapsed_s": 0.0, "history": [], "heldout": []}
     ckpt = run_dir / "checkpoint.safetensors"
     if resume and ckpt.is_file():
-        state = load_checkpoint(ckpt, model, optimizer)
+        state = {"heldout": [], **load_checkpoint(ckpt, model, optimizer)}
         print(f"resuming {run_dir.name} at step {state['step']}", file=sys.stderr)
     return model, optimizer, state
+
+
+class HeldOutWatch:
+    """Held-out PSNR every `every` steps (into state["heldout"]: step, minutes, PSNR, mouth PSNR);
+    the fit stops once `patience` evaluations in a row stayed below the best before them plus
+    `min_gain` dB (patience 0: never)."""
+
+    def __init__(self, samples: RenderSamples, every: int, patience: int, min_gain: float = 0.05):
+        self.samples, self.every, self.patience, self.min_gain = samples, every, patience, min_gain
+        self.active = every > 0 and samples.holdout_start < len(samples)
+
+    def due(self, step: int) -> bool:
+        return self.active and step % self.every == 0
+
+    def record(self, model, state: dict, dev, elapsed_s: float) -> float:
+        m = evaluate_holdout(model, self.samples, dev)
+        model.train()
+        state["heldout"].append([state["step"], round(elapsed_s / 60, 2), round(m["psnr"], 3),
+                                 round(m.get("psnr_mouth", float("nan")), 3)])
+        return m["psnr"]
+
+    def stopped(self, state: dict) -> bool:
+        seen = [h[2] for h in state.get("heldout", [])]
+        if self.patience <= 0 or len(seen) <= self.patience:
+            return False
+        return max(seen[-self.patience:]) < max(seen[:-self.patience]) + self.min_gain
 
 
 def train_renderer(person_dir: Path, *, minutes: float, device: str = "auto", resume: bool = True,
@@ -113,7 +146,8 @@ def train_renderer(person_dir: Path, *, minutes: float, device: str = "auto", re
                    threads: int | None = None, write_person: bool | None = None,
                    samples: RenderSamples | None = None, progress: bool = True,
                    model_config: RendererConfig | None = None,
-                   mouth_stage_steps: int | None = None) -> dict:
+                   mouth_stage_steps: int | None = None, prior: Path | None = None,
+                   eval_every: int = EVAL_EVERY, patience: int = 0) -> dict:
     """Train (or continue) the renderer of a person; return held-out metrics.
 
     The last 15 % of the target video's frames (or person.json's holdout_start) are never trained
@@ -123,12 +157,12 @@ def train_renderer(person_dir: Path, *, minutes: float, device: str = "auto", re
     Then the second stage (the lips window at frame resolution, avatar/render/train_mouth.py)
     trains for `mouth_stage_steps` on top of the frozen first stage (0: none; default
     MOUTH_STAGE_STEPS, or `steps` when fewer), in run_dir/mouth.
+    `prior`: a renderer prior folder (avatar/render/prior.py) the texture and U-Net start from.
+    The held-out PSNR is measured every `eval_every` steps (progress bar, curve.png); with
+    `patience` > 0 the fit ends once that many measurements in a row gained nothing.
     """
     person_dir = Path(person_dir)
-    if crop_size % 128:
-        raise AvatarError(f"crop size {crop_size} must be a multiple of 128 (e.g. 256 or 512)")
-    if minutes <= 0 and not steps:
-        raise AvatarError("give a positive --minutes budget or a step count")
+    check_budget(crop_size, minutes, steps)
     dev = pick_device(device)
     if threads and dev.type == "cpu":
         torch.set_num_threads(threads)
@@ -140,17 +174,18 @@ def train_renderer(person_dir: Path, *, minutes: float, device: str = "auto", re
         samples = person_samples(person_dir, crop_size, config.band_top, progress)
     if samples.crop_size != crop_size:
         raise ValueError("samples were prepared for another crop size")
-    model, optimizer, state = _start(config, dev, run_dir, resume)
+    model, optimizer, state = _start(config, dev, run_dir, resume, prior)
     batch_size = batch_size or (16 if dev.type == "cuda" else 4)
     checkpoint_every = checkpoint_every or checkpoint_interval(steps)
     run_config = {"person": str(person_dir), "renderer": config.to_dict(), "minutes": minutes,
                   "steps": steps, "batch_size": batch_size, "device": str(dev),
                   "holdout_start": samples.holdout_start, "n_frames": len(samples),
-                  "mouth_weight": MOUTH_WEIGHT, "ssim_weight": SSIM_WEIGHT,
-                  "lr": {"texture": TEXTURE_LR, "net": NET_LR}, "checkpoint_every": checkpoint_every}
+                  **TRAINING_RECORD, "checkpoint_every": checkpoint_every,
+                  "prior": prior_record(prior), "eval_every": eval_every, "patience": patience}
     write_json(run_dir / "config.json", run_config)
+    watch = HeldOutWatch(samples, eval_every, patience)
     state = _loop(model, optimizer, samples, state, run_dir, dev, minutes, steps, batch_size,
-                  checkpoint_every, progress)
+                  checkpoint_every, progress, watch)
     metrics = evaluate_holdout(model, samples, dev)
     metrics.update(step=state["step"], train_minutes=round(state["elapsed_s"] / 60, 2),
                    device=str(dev), variant=default_run_dir(person_dir, config).name.split("-")[-2])
@@ -164,6 +199,26 @@ def train_renderer(person_dir: Path, *, minutes: float, device: str = "auto", re
     if write_person if write_person is not None else (not ablation_uv_only and mouth_patch):
         _write_person(person_dir, model, run_config, metrics)
     return metrics
+
+
+TRAINING_RECORD = {"mouth_weight": MOUTH_WEIGHT, "ssim_weight": SSIM_WEIGHT,
+                   "lr": {"texture": TEXTURE_LR, "net": NET_LR}}
+
+
+def check_budget(crop_size: int, minutes: float, steps: int | None) -> None:
+    if crop_size % 128:
+        raise AvatarError(f"crop size {crop_size} must be a multiple of 128 (e.g. 256 or 512)")
+    if minutes <= 0 and not steps:
+        raise AvatarError("give a positive --minutes budget or a step count")
+
+
+def prior_record(prior: Path | None) -> dict | None:
+    """What the run config says of the prior it started from."""
+    if prior is None:
+        return None
+    from avatar.render.prior import CONFIG
+    info = read_json(Path(prior) / CONFIG, "renderer prior config")
+    return {"folder": str(prior), "sha256": info.get("sha256"), "people": info.get("people")}
 
 
 def checkpoint_interval(steps: int | None) -> int:
@@ -182,7 +237,7 @@ def _second_stage(person_dir: Path, first: DeferredRenderer, run_dir: Path, step
 
 
 def _loop(model, optimizer, samples, state, run_dir, dev, minutes, steps, batch_size,
-          checkpoint_every, progress) -> dict:
+          checkpoint_every, progress, watch: HeldOutWatch) -> dict:
     top = model.config.band_top
     train_idx = np.arange(samples.holdout_start)
     budget_s = minutes * 60 if minutes > 0 else float("inf")
@@ -195,7 +250,7 @@ def _loop(model, optimizer, samples, state, run_dir, dev, minutes, steps, batch_
     start, elapsed0 = time.time(), state["elapsed_s"]
     while True:
         elapsed = elapsed0 + time.time() - start
-        if (steps and state["step"] >= steps) or elapsed >= budget_s:
+        if (steps and state["step"] >= steps) or elapsed >= budget_s or watch.stopped(state):
             break
         progress_frac = state["step"] / steps if steps else elapsed / budget_s
         for group, base in zip(optimizer.param_groups, _base_lrs(model)):
@@ -213,7 +268,9 @@ def _loop(model, optimizer, samples, state, run_dir, dev, minutes, steps, batch_
         state["step"] += 1
         window.append(loss.item())
         bar.update(1)
-        bar.set_postfix(loss=f"{np.mean(window[-20:]):.4f}")
+        if watch.due(state["step"]):
+            watch.record(model, state, dev, elapsed0 + time.time() - start)
+        bar.set_postfix(loss=f"{np.mean(window[-20:]):.4f}", **held_out_postfix(state))
         if state["step"] % 10 == 0:
             state["history"].append([state["step"], float(np.mean(window))])
             window = []
@@ -228,18 +285,24 @@ def _loop(model, optimizer, samples, state, run_dir, dev, minutes, steps, batch_
     return state
 
 
+def held_out_postfix(state: dict) -> dict:
+    held = state.get("heldout") or []
+    return {"held_out": f"{held[-1][2]:.2f} dB"} if held else {}
+
+
 def _base_lrs(model) -> list[float]:
     return [NET_LR] + ([TEXTURE_LR] if model.texture is not None else [])
 
 
 def _checkpoint(model, optimizer, samples, state, run_dir: Path, dev) -> None:
     save_checkpoint(run_dir / "checkpoint.safetensors", model, optimizer, state)
-    write_curve(run_dir / "curve.png", state["history"])
+    write_curve(run_dir / "curve.png", state["history"], state.get("heldout"))
     write_samples(run_dir / "samples.png", model, samples, dev)
     model.train()
 
 
-def write_curve(path: Path, history: list) -> None:
+def write_curve(path: Path, history: list, heldout: list | None = None) -> None:
+    """Training loss per step and, on a second axis, the held-out PSNR where it was measured."""
     if not history:
         return
     import matplotlib
@@ -252,6 +315,11 @@ def write_curve(path: Path, history: list) -> None:
     ax.set_ylabel("loss (L1 + 0.5 (1 - SSIM))")
     ax.set_yscale("log")
     ax.grid(alpha=0.3)
+    if heldout:
+        held = np.asarray(heldout, np.float64)
+        right = ax.twinx()
+        right.plot(held[:, 0], held[:, 2], "o-", color="tab:orange", markersize=3)
+        right.set_ylabel("held-out PSNR (dB)", color="tab:orange")
     fig.tight_layout()
     with atomic_output(path) as tmp:
         fig.savefig(tmp, format="png")
