@@ -1,6 +1,6 @@
 """Mouth detail of `say` outputs against the target frames they were rendered into.
 
-    python bench/mouth.py [--person demo] [--json bench/results/mouth.json] [--label NAME]
+    python bench/mouth.py [--person demo] [--json bench/results/mouth.json] [--label NAME] [--keep DIR]
 
 Makes two clips with `cli.py say` (README's sentence, and the first 10 s of a recorded English
 speech from ../shared/data/audio), then compares each output frame with the target frame it was
@@ -81,6 +81,7 @@ def main() -> int:
     ap.add_argument("--person", default="demo")
     ap.add_argument("--json", type=Path, default=ROOT / "bench" / "results" / "mouth.json")
     ap.add_argument("--label", default="shipped")
+    ap.add_argument("--keep", type=Path, help="copy the two clips into this folder (to look at them)")
     args = ap.parse_args()
     from avatar.io.person import person_dir
     target = person_dir(args.person) / "target.mp4"
@@ -90,6 +91,10 @@ def main() -> int:
             result[name] = measure(clip, target)
             result[name]["independent_mouth_detail_py"] = independent_check(clip, target)
             print(name, json.dumps(result[name]), file=sys.stderr)
+            if args.keep:
+                import shutil
+                args.keep.mkdir(parents=True, exist_ok=True)
+                shutil.copy(clip, args.keep / f"{name}.mp4")
     result["load_average_end"] = os.getloadavg()
     old = json.loads(args.json.read_text()) if args.json.is_file() else {}
     old[args.label] = result

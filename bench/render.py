@@ -6,7 +6,9 @@
 --compare times, side by side in one run (calls interleaved, best of N each), at 256^2 batch 8:
 the first stage alone in PyTorch (the renderer shipped before the lips window), both stages in
 PyTorch (first stage + the lips window at frame resolution, window size as in the demo person;
-session 5), and both stages with the shipped runtime (`runtime="auto"`: OpenVINO on a CPU).
+session 5), both stages with the shipped runtime (`runtime="auto"`: OpenVINO on a CPU) and
+session 6's lips-window settings (no optical flow, no teeth atlas), and the same with the
+settings the demo person ships now.
 The lips window gets the frames' own meshes, so it moves their detail as `say` does.
 
 Frames are 1280x720 with a synthetic face (~400 px) moving a little; the renderer has random
@@ -106,12 +108,16 @@ def compare(device: torch.device, repeats: int, batch: int = 8) -> dict:
     from avatar.render.store import load_weights
     shipped = load_weights(person_dir("demo") / "renderer.safetensors").config
     window = shipped.mouth_window if shipped.has_mouth_stage else (128, 176)
+    now = {k: getattr(shipped, k) for k in ("source_flow", "teeth_atlas")}
     torch.manual_seed(0)
     first = DeferredRenderer(RendererConfig())
     both = DeferredRenderer(RendererConfig(mouth_window=window))
+    torch.manual_seed(0)
+    latest = DeferredRenderer(RendererConfig(mouth_window=window, **now))
     renderers = {"first_stage_torch": FaceRenderer(first, device, "torch"),
                  "both_stages_torch": FaceRenderer(both, device, "torch"),
-                 "both_stages_shipped": FaceRenderer(copy.deepcopy(both), device, "auto")}
+                 "both_stages_session6": FaceRenderer(copy.deepcopy(both), device, "auto"),
+                 "both_stages_shipped": FaceRenderer(latest, device, "auto")}
     meshes, frames, boxes = scene(batch)
     times: dict[str, list[float]] = {k: [] for k in renderers}
     for _ in range(repeats + 1):
@@ -130,6 +136,9 @@ def compare(device: torch.device, repeats: int, batch: int = 8) -> dict:
                                              "median": ratio(med, "first_stage_torch", "both_stages_shipped")},
             "shipped_vs_both_stages_torch": {"best": ratio(best, "both_stages_torch", "both_stages_shipped"),
                                              "median": ratio(med, "both_stages_torch", "both_stages_shipped")},
+            "shipped_vs_session6": {"best": ratio(best, "both_stages_session6", "both_stages_shipped"),
+                                    "median": ratio(med, "both_stages_session6", "both_stages_shipped")},
+            "shipped_settings": {k: list(v) if isinstance(v, tuple) else v for k, v in now.items()},
             "versions": _versions(), "load_average": os.getloadavg()}
 
 

@@ -186,9 +186,22 @@ def _highpass_within(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """x's fine detail inside mask [B, 1, h, w] only: x minus its blur over the mask's pixels
     alone (no edge is made where the mask ends), and none within 2 pixels of the mask's edge
     (so a mouth opening thinner than 5 pixels takes none)."""
-    blur = lambda a: box_mean(box_mean(a, DETAIL_RADIUS), DETAIL_RADIUS)  # noqa: E731
-    smooth = blur(x * mask) / blur(mask).clamp(min=1e-3)
+    both = _blur_twice(torch.cat([x * mask, mask], 1), DETAIL_RADIUS)
+    smooth = both[:, :-1] / both[:, -1:].clamp(min=1e-3)
     return (x - smooth) * erode(mask, 2)
+
+
+def _blur_twice(x: torch.Tensor, r: int) -> torch.Tensor:
+    """box_mean(box_mean(x, r), r) (edges replicated); on a CPU without a gradient by OpenCV's
+    box filter (the same to float rounding, several times faster)."""
+    if x.device.type != "cpu" or x.requires_grad or x.dtype != torch.float32 or x.shape[1] > 4:
+        return box_mean(box_mean(x, r), r)
+    import cv2
+    k = (2 * r + 1, 2 * r + 1)
+    planes = x.detach().permute(0, 2, 3, 1).contiguous().numpy()
+    out = np.stack([cv2.boxFilter(cv2.boxFilter(p, -1, k, borderType=cv2.BORDER_REPLICATE), -1, k,
+                                  borderType=cv2.BORDER_REPLICATE).reshape(p.shape) for p in planes])
+    return torch.from_numpy(out).permute(0, 3, 1, 2)
 
 
 def source_positions(model: DeferredRenderer, source_vertices: torch.Tensor,
