@@ -1,11 +1,14 @@
 """Make a renderer prior that `train-person --prior DIR` starts a new person's renderer from.
 
+    python cli.py train-prior --person alice --person bob --person carol -o priors/three --steps 3000
     python cli.py train-prior --from-person demo -o priors/demo
 
-This version takes the first stage (neural texture + U-Net) of a person already fitted with
-train-person; the shared UV layout lets another person start from it. Training one prior on
-many people at once is not in this version. The person folder is only read; DIR must be new or
-a prior folder this command made (it is replaced only with --overwrite).
+--person (repeat it): train one U-Net shared by all the given fitted people (each with its own
+neural texture in the shared UV layout) and write it with the mean texture; resumable (the run
+folder in --runs-dir; rerun the same command), with a curve, samples and each person's held-out
+PSNR at the end. --from-person: take the first stage of one person fitted with train-person.
+Person folders are only read; DIR must be new or a prior folder this command made (it is
+replaced only with --overwrite).
 """
 from __future__ import annotations
 
@@ -16,26 +19,58 @@ from avatar.errors import AvatarError
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--from-person", required=True, metavar="NAME",
-                   help="a fitted person (a name or a person folder) whose renderer becomes the prior")
+    from pipelines.say import add_device_argument
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--person", action="append", metavar="NAME",
+                        help="a fitted person (a name or a person folder) to train on; repeat it")
+    source.add_argument("--from-person", metavar="NAME",
+                        help="a fitted person whose renderer's first stage becomes the prior")
     p.add_argument("-o", "--output", type=Path, required=True, metavar="DIR",
                    help="the prior folder to write (prior.safetensors + config.json)")
+    p.add_argument("--steps", type=int, default=3000, help="training steps with --person (default 3000)")
+    p.add_argument("--runs-dir", type=Path, default=None,
+                   help="where the run folder goes (default: $AVATAR_HOME/runs)")
+    add_device_argument(p)
     p.add_argument("--overwrite", action="store_true", help="replace a prior folder made before")
 
 
 def run(args: argparse.Namespace) -> int:
+    from avatar.render.prior import CONFIG, WEIGHTS
+    out = check_output_folder(args.output, args.overwrite, {CONFIG, WEIGHTS})
+    if args.from_person:
+        return prior_from_person(args.from_person, out)
+    return prior_from_people(args, out)
+
+
+def prior_from_people(args: argparse.Namespace, out: Path) -> int:
+    import hashlib
+    from avatar.io import person as person_io
+    from avatar.render.train_prior import train_prior
+    if args.steps < 1:
+        raise AvatarError(f"--steps {args.steps} must be at least 1")
+    folders = [person_io.person_dir(name) for name in args.person]   # tracked is enough
+    key = hashlib.sha256("|".join(str(f.resolve()) for f in folders).encode()).hexdigest()[:10]
+    runs = Path(args.runs_dir) if args.runs_dir else person_io.runs_root()
+    run_dir = runs / f"prior-{len(folders)}people-{key}"
+    print(f"prior run folder: {run_dir} (curve, samples, resumable)")
+    metrics = train_prior(folders, out, run_dir, steps=args.steps, device=args.device)
+    for name, m in metrics.items():
+        print(f"  {name}: held-out PSNR {m.get('psnr', float('nan')):.2f} dB")
+    print(f"wrote the renderer prior {out}; fit a new person from it with train-person --prior {out}")
+    return 0
+
+
+def prior_from_person(name: str, out: Path) -> int:
     from avatar.io import person as person_io
     from avatar.io.files import sha256_file
-    from avatar.render.prior import CONFIG, WEIGHTS, save_prior
+    from avatar.render.prior import save_prior
     from avatar.render.store import load_weights
-    out = check_output_folder(args.output, args.overwrite, {CONFIG, WEIGHTS})
-    folder, config, _ = person_io.load_complete(args.from_person)
+    folder, config, _ = person_io.load_complete(name)
     weights = folder / person_io.RENDERER
-    model = load_weights(weights)
     info = {"people": [folder.name], "made_from": {"person": folder.name,
                                                    "renderer_sha256": sha256_file(weights),
                                                    "metrics": (config.get("metrics") or {}).get("renderer")}}
-    save_prior(out, model.float(), info)
+    save_prior(out, load_weights(weights).float(), info)
     print(f"wrote the renderer prior {out} (from {folder.name}); fit a new person from it with "
           f"train-person --prior {out}")
     return 0

@@ -142,3 +142,32 @@ def test_train_person_prior_options():
         renderer_start(ns(prior=Path("/nonexistent/prior")))
     with pytest.raises(AvatarError, match="must be 0"):
         renderer_start(ns(from_scratch=True, patience=-1))
+
+
+def test_a_prior_trained_on_two_people_resumes_and_holds_their_mean_texture(tmp_path):
+    from avatar.render.store import load_weights
+    from avatar.render.train_prior import train_prior
+    a = make_synthetic_person(tmp_path / "a", n_frames=12, size=160)
+    b = make_synthetic_person(tmp_path / "b", n_frames=14, size=192)
+    kw = dict(device="cpu", crop_size=CROP, batch_size=2, model_config=SMALL, checkpoint_every=2,
+              progress=False)
+    metrics = train_prior([a, b], tmp_path / "prior", tmp_path / "run", steps=4, **kw)
+    assert set(metrics) == {"a", "b"} and all(5 < m["psnr"] < 60 for m in metrics.values())
+    assert read_json(tmp_path / "run" / "state.json")["step"] == 4
+    people = [load_weights(tmp_path / "run" / "people" / f"{n}.safetensors") for n in "ab"]
+    assert torch.equal(people[0].unet.head.weight, people[1].unet.head.weight)   # one U-Net
+    prior, info = load_prior(tmp_path / "prior")
+    assert info["people"] == ["a", "b"] and info["steps"] == 4
+    mean = (people[0].texture.levels[0] + people[1].texture.levels[0]) / 2
+    assert torch.allclose(prior.texture.levels[0], mean, atol=1e-6)
+    train_prior([a, b], tmp_path / "prior2", tmp_path / "run", steps=6, **kw)      # resumes at 4
+    assert read_json(tmp_path / "run" / "state.json")["step"] == 6
+    with pytest.raises(AvatarError, match="other people"):
+        train_prior([b, a], tmp_path / "prior3", tmp_path / "run", steps=8, **kw)
+
+
+def test_train_prior_refuses_before_any_work(tmp_path, capsys):
+    assert cli.main(["train-prior", "--person", "nobody-here", "-o", str(tmp_path / "p")]) == 2
+    assert "not found" in capsys.readouterr().err
+    assert cli.main(["train-prior", "--person", "x", "--steps", "0", "-o", str(tmp_path / "p")]) == 2
+    assert "--steps 0" in capsys.readouterr().err
