@@ -112,7 +112,8 @@ class Audio2Expression:
             gate = speech_gate(feats, fps, n_frames, float(self.gate_db))[:, None]
             z = gate * z + (1.0 - gate) * (self.closed_z if self.closure else self.rest_z)[None]
         if self.closure and closure_phones:
-            m = closure_mask(closure_phones, fps, n_frames, float(self.closure.get("lead_s", 0.0)))[:, None]
+            m = closure_mask(closure_phones, fps, n_frames, float(self.closure.get("lead_s", 0.0)))
+            m = hold_for(m, int(round(self.delay_s * fps)))[:, None]
             z = (1.0 - m) * z + m * self.closed_z[None]
         weights = np.repeat(self.mean[None], n_frames, 0)
         weights[:, self.outputs] = self.mean[self.outputs] + self.std[self.outputs] * z
@@ -155,6 +156,15 @@ def delay_frames(z: np.ndarray, frames: int) -> np.ndarray:
     if frames <= 0 or len(z) == 0:
         return z
     return np.concatenate([np.repeat(z[:1], min(frames, len(z)), 0), z[:max(len(z) - frames, 0)]])
+
+
+def hold_for(mask: np.ndarray, frames: int) -> np.ndarray:
+    """[T] mask held `frames` frames longer at the end of each run (the p/b/m closure lasts as long
+    past the phone as the delayed output lags it)."""
+    out = mask.copy()
+    for k in range(1, frames + 1):
+        out[k:] = np.maximum(out[k:], mask[:-k])
+    return out
 
 
 def whisper_part(feats: SpeechFeatures) -> SpeechFeatures:

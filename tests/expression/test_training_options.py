@@ -123,3 +123,10 @@ def test_output_delay_in_checkpoint(tmp_path):
     raw = load_audio2expr(tmp_path / "a").predict_features(feats, 25.0, 75).weights
     late = load_audio2expr(tmp_path / "b").predict_features(feats, 25.0, 75).weights
     assert np.allclose(late[2:], raw[:-2]) and np.allclose(late[:2], raw[:1])
+
+
+def test_hold_for_extends_closures_forward():
+    from avatar.expression.checkpoint import hold_for
+    m = np.array([0, 1, 1, 0.5, 0, 0, 1, 0, 0], np.float32)
+    assert np.array_equal(hold_for(m, 0), m)
+    assert np.array_equal(hold_for(m, 1), np.array([0, 1, 1, 1, 0.5, 0, 1, 1, 0], np.float32))
