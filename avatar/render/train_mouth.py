@@ -33,7 +33,6 @@ from avatar.render.metrics import MouthScores, mouth_box
 from avatar.render.model import DeferredRenderer
 from avatar.render.renderer import FaceRenderer, WindowRaster, mouth_geometry, render_mouth
 from avatar.render.store import load_checkpoint, save_checkpoint
-from avatar.render.teeth import ATLAS_SHAPE
 from avatar.render.train import checkpoint_interval, lr_scale, ssim_torch, write_curve
 
 LOSSES = ("l1", "ssim", "laplacian", "gan")
@@ -143,8 +142,11 @@ def _windows(renderer, batch, meshes, boxes, origins, scale, full, t, real, firs
 
 
 # the second stage's settings a new person gets (RendererConfig's defaults stay those of older
-# files, so a renderer file from before keeps rendering as it did)
-STAGE_SETTINGS = {"source_flow": True, "teeth_atlas": ATLAS_SHAPE}
+# files, so a renderer file from before keeps rendering as it did). The teeth atlas
+# (teeth_atlas=ATLAS_SHAPE) is not among them: on the demo its detail correlated -0.12 with the
+# real teeth's, cost 0.24 dB of mouth PSNR on a left-out clip and ~10 % of the speed
+# (docs/BENCHMARKS.md, session 7)
+STAGE_SETTINGS = {"source_flow": True}
 
 
 def with_mouth_stage(base: DeferredRenderer, shape, scale: float) -> DeferredRenderer:

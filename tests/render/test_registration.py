@@ -89,7 +89,7 @@ def test_teeth_atlas_is_baked_trained_saved_and_used(person, tmp_path):
     from avatar.render.renderer import mouth_geometry, source_detail, window_topology
     base = load_weights(person / "renderer.safetensors")
     samples = person_mouth_samples(person, base, progress=False)
-    model = with_mouth_stage(base, samples.shape, samples.scale)
+    model = _with_atlas(with_mouth_stage(base, samples.shape, samples.scale))
     assert model.config.source_flow and model.config.teeth_atlas == ATLAS_SHAPE
     assert float(model.mouth.teeth_atlas.abs().sum()) == 0
     train_mouth_stage(model, samples, tmp_path / "run", steps=2, progress=False)
@@ -111,9 +111,27 @@ def test_teeth_atlas_is_baked_trained_saved_and_used(person, tmp_path):
     assert float(valid[:, 0][upper].mean()) > 0.3
 
 
-def test_bake_picks_a_frame_that_shows_the_teeth(person):
+def _with_atlas(model):
+    """The same second stage with a teeth atlas (not among the defaults new persons get)."""
+    from dataclasses import replace
+    from avatar.render.model import DeferredRenderer
+    out = DeferredRenderer(replace(model.config, teeth_atlas=ATLAS_SHAPE))
+    out.load_state_dict(model.state_dict(), strict=False)
+    for name, p in out.named_parameters():
+        p.requires_grad_(name.startswith("mouth."))
+    return out
+
+
+def test_new_persons_get_the_flow_and_no_atlas(person):
     base = load_weights(person / "renderer.safetensors")
     samples = person_mouth_samples(person, base, progress=False)
     model = with_mouth_stage(base, samples.shape, samples.scale)
+    assert model.config.source_flow and model.mouth.teeth_atlas is None
+
+
+def test_bake_picks_a_frame_that_shows_the_teeth(person):
+    base = load_weights(person / "renderer.safetensors")
+    samples = person_mouth_samples(person, base, progress=False)
+    model = _with_atlas(with_mouth_stage(base, samples.shape, samples.scale))
     frame = bake_teeth_atlas(model, samples)
     assert 0 <= frame < samples.holdout_start and samples.trainable[frame]
