@@ -83,6 +83,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--closure-lead-s", type=float, default=0.02,
                    help="close the lips on p/b/m phones (piper's timings for text, hama's phones for "
                         "recordings), read this long ahead (default 0.02 s; negative: no closure)")
+    p.add_argument("--silence-gate-db", type=float, default=30.0,
+                   help="close the mouth where the audio is this many dB below the speech level "
+                        "(default 30; negative disables)")
+    add_training_options(p)
+
+
+def add_training_options(p: argparse.ArgumentParser) -> None:
+    """Loss, network and output options (all off by default; docs/BENCHMARKS.md, Audio, session 7)."""
     p.add_argument("--corr-weight", type=float, default=0.0,
                    help="add (1 - Pearson r) of jawOpen per training sequence to the loss, with this "
                         "weight (default 0: MSE only)")
@@ -92,12 +100,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="Gaussian sigma (frames) the tracked targets are smoothed with (default 0)")
     p.add_argument("--output-smooth-s", type=float, default=0.0, metavar="S",
                    help="Gaussian sigma (seconds) of the output's temporal smoothing (default 0: none)")
-    p.add_argument("--output-delay-s", type=float, default=0.0, metavar="S",
-                   help="show the output this much later (before the silence gate and the p/b/m closure; "
-                        "default 0; speaker-grouped CV: 0.04)")
-    p.add_argument("--silence-gate-db", type=float, default=30.0,
-                   help="close the mouth where the audio is this many dB below the speech level "
-                        "(default 30; negative disables)")
+    p.add_argument("--output-delay-s", type=float, default=0.04, metavar="S",
+                   help="show the output this much later, 0-0.5 s (before the silence gate and the p/b/m "
+                        "closure; default 0.04, the best of 0 / 1 / 2 frames in speaker-grouped CV)")
+
+
+def check_options(args: argparse.Namespace) -> None:
+    if not 0.0 <= args.output_delay_s <= 0.5:
+        raise AvatarError(f"--output-delay-s must be 0-0.5 s (got {args.output_delay_s})")
+    if not 0.0 <= args.output_smooth_s <= 1.0:
+        raise AvatarError(f"--output-smooth-s must be 0-1 s (got {args.output_smooth_s})")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -106,6 +118,7 @@ def run(args: argparse.Namespace) -> int:
     from avatar.expression.data import build_variants
     from avatar.io.person import runs_root
 
+    check_options(args)
     torch.set_num_threads(1)
     started = time.monotonic()
     run_dir = args.run_dir or runs_root() / f"audio2expr-{time.strftime('%Y%m%d-%H%M%S')}"

@@ -130,3 +130,19 @@ def test_hold_for_extends_closures_forward():
     m = np.array([0, 1, 1, 0.5, 0, 0, 1, 0, 0], np.float32)
     assert np.array_equal(hold_for(m, 0), m)
     assert np.array_equal(hold_for(m, 1), np.array([0, 1, 1, 1, 0.5, 0, 1, 1, 0], np.float32))
+
+
+def test_train_audio2expr_options():
+    import argparse
+    import pytest
+    from avatar.errors import AvatarError
+    from pipelines.train_audio2expr import add_arguments, check_options
+    p = argparse.ArgumentParser()
+    add_arguments(p)
+    args = p.parse_args([])
+    assert args.output_delay_s == 0.04 and args.corr_weight == 0.0 and args.temporal_layers == 0
+    check_options(args)
+    with pytest.raises(AvatarError, match="output-delay-s"):
+        check_options(p.parse_args(["--output-delay-s", "-0.1"]))
+    with pytest.raises(AvatarError, match="output-smooth-s"):
+        check_options(p.parse_args(["--output-smooth-s", "2"]))
