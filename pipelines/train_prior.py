@@ -69,7 +69,7 @@ def prior_from_person(name: str, out: Path) -> int:
     weights = folder / person_io.RENDERER
     info = {"people": [folder.name], "made_from": {"person": folder.name,
                                                    "renderer_sha256": sha256_file(weights),
-                                                   "metrics": (config.get("metrics") or {}).get("renderer")}}
+                                                   "metrics": first_stage_metrics(config)}}
     save_prior(out, load_weights(weights).float(), info)
     print(f"wrote the renderer prior {out} (from {folder.name}); fit a new person from it with "
           f"train-person --prior {out}")
@@ -87,3 +87,11 @@ def check_output_folder(out: Path, overwrite: bool, ours: set[str]) -> Path:
     if present and not overwrite:
         raise AvatarError(f"{out} already holds a prior; give --overwrite to replace it")
     return out
+
+
+def first_stage_metrics(config: dict) -> dict | None:
+    """The person's held-out first-stage metrics as person.json records them (None if absent)."""
+    held = (config.get("metrics") or {}).get("renderer_holdout")
+    if not isinstance(held, dict):
+        return None
+    return {k: held[k] for k in ("psnr", "ssim", "psnr_band", "psnr_mouth", "step") if k in held}

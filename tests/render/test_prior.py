@@ -136,6 +136,10 @@ def test_train_person_prior_options():
     from pipelines.train_person import renderer_start
     ns = lambda **kw: argparse.Namespace(**{"prior": None, "from_scratch": False, "patience": None, **kw})  # noqa: E731
     assert renderer_start(ns(from_scratch=True)) == (None, 0)
+    from avatar.render.prior import shipped_prior
+    shipped = shipped_prior()                           # the demo's first stage ships as the prior
+    assert shipped is not None and load_prior(shipped)[1]["people"] == ["demo"]
+    assert renderer_start(ns()) == (shipped, 5) and renderer_start(ns(patience=0)) == (shipped, 0)
     with pytest.raises(AvatarError, match="not both"):
         renderer_start(ns(prior=Path("x"), from_scratch=True))
     with pytest.raises(AvatarError, match="not a folder"):
