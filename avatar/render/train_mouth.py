@@ -141,12 +141,13 @@ def _windows(renderer, batch, meshes, boxes, origins, scale, full, t, real, firs
     return t + k
 
 
-# the second stage's settings a new person gets (RendererConfig's defaults stay those of older
-# files, so a renderer file from before keeps rendering as it did). The teeth atlas
-# (teeth_atlas=ATLAS_SHAPE) is not among them: on the demo its detail correlated -0.12 with the
-# real teeth's, cost 0.24 dB of mouth PSNR on a left-out clip and ~10 % of the speed
-# (docs/BENCHMARKS.md, session 7)
-STAGE_SETTINGS = {"source_flow": True}
+# the second stage's settings a new person gets on top of RendererConfig's defaults (which stay
+# those of older files, so a renderer file from before keeps rendering as it did). Neither
+# session 7 option is among them (docs/BENCHMARKS.md, "Session 7"): the optical-flow
+# registration (source_flow=True) gave +0.03 dB mouth PSNR on the demo's held-out frames but
+# -0.26 dB on a left-out clip; the teeth atlas (teeth_atlas=teeth.ATLAS_SHAPE) adds detail that
+# anti-correlates with the real teeth's (-0.12)
+STAGE_SETTINGS: dict = {}
 
 
 def with_mouth_stage(base: DeferredRenderer, shape, scale: float) -> DeferredRenderer:

@@ -112,21 +112,21 @@ def test_teeth_atlas_is_baked_trained_saved_and_used(person, tmp_path):
 
 
 def _with_atlas(model):
-    """The same second stage with a teeth atlas (not among the defaults new persons get)."""
+    """The same second stage with the flow and a teeth atlas (not the defaults new persons get)."""
     from dataclasses import replace
     from avatar.render.model import DeferredRenderer
-    out = DeferredRenderer(replace(model.config, teeth_atlas=ATLAS_SHAPE))
+    out = DeferredRenderer(replace(model.config, teeth_atlas=ATLAS_SHAPE, source_flow=True))
     out.load_state_dict(model.state_dict(), strict=False)
     for name, p in out.named_parameters():
         p.requires_grad_(name.startswith("mouth."))
     return out
 
 
-def test_new_persons_get_the_flow_and_no_atlas(person):
+def test_new_persons_get_neither_session7_option(person):
     base = load_weights(person / "renderer.safetensors")
     samples = person_mouth_samples(person, base, progress=False)
     model = with_mouth_stage(base, samples.shape, samples.scale)
-    assert model.config.source_flow and model.mouth.teeth_atlas is None
+    assert not model.config.source_flow and model.mouth.teeth_atlas is None
 
 
 def test_bake_picks_a_frame_that_shows_the_teeth(person):
