@@ -1,6 +1,6 @@
 """Issue 17, first evidence: a new person's first stage fitted from scratch vs from a prior made of
 the demo person's renderer (train-prior --from-person demo), same steps, same held-out frames.
-python docs/render/session7/prior/fit_compare.py PERSON_DIR PRIOR_DIR OUT_DIR STEPS"""
+python docs/render/session7/prior/fit_compare.py PERSON_DIR PRIOR_DIR OUT_DIR STEPS [prior|scratch]"""
 import json, sys, time
 from pathlib import Path
 import torch
@@ -9,7 +9,8 @@ from avatar.render.train import train_renderer
 
 person, prior, out, steps = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]), int(sys.argv[4])
 results = {}
-for name, start in (("prior", prior), ("scratch", None)):
+runs = (("prior", prior), ("scratch", None))
+for name, start in [r for r in runs if len(sys.argv) < 6 or r[0] == sys.argv[5]]:
     t = time.time()
     m = train_renderer(person, minutes=0, steps=steps, device="cpu", run_dir=out / f"run-{name}",
                        batch_size=4, progress=False, mouth_stage_steps=0, write_person=False,
