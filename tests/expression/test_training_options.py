@@ -79,19 +79,23 @@ def test_augmentations_mask_columns_and_shift_loudness_only():
     assert torch.equal(same, x)
 
 
+def _plain_and_changed(tmp_path, seed: int, **option):
+    """Weights of one tiny network saved plainly (folder a) and with an output option (b)."""
+    from avatar.types import SpeechFeatures
+    torch.manual_seed(seed)
+    net = Audio2ExpressionNet(NetConfig(feature_dim=80, window=16, channels=8, latent=8, context=2, n_out=27))
+    save_audio2expr(tmp_path / "a", net, "logmel80", np.full(52, 0.3), np.full(52, 0.2))
+    save_audio2expr(tmp_path / "b", net, "logmel80", np.full(52, 0.3), np.full(52, 0.2), **option)
+    feats = SpeechFeatures(np.random.default_rng(0).standard_normal((300, 80)).astype(np.float32), 100.0, "logmel80")
+    return tuple(load_audio2expr(tmp_path / k).predict_features(feats, 25.0, 75).weights for k in "ab")
+
+
 def test_output_smoothing_in_checkpoint(tmp_path):
     import json
     import pytest
     from avatar.errors import AvatarError
     from avatar.expression.checkpoint import smooth_in_time
-    from avatar.types import SpeechFeatures
-    torch.manual_seed(2)
-    net = Audio2ExpressionNet(NetConfig(feature_dim=80, window=16, channels=8, latent=8, context=2, n_out=27))
-    save_audio2expr(tmp_path / "a", net, "logmel80", np.full(52, 0.3), np.full(52, 0.2))
-    save_audio2expr(tmp_path / "b", net, "logmel80", np.full(52, 0.3), np.full(52, 0.2), output_smooth_s=0.08)
-    feats = SpeechFeatures(np.random.default_rng(0).standard_normal((300, 80)).astype(np.float32), 100.0, "logmel80")
-    raw = load_audio2expr(tmp_path / "a").predict_features(feats, 25.0, 75).weights
-    smooth = load_audio2expr(tmp_path / "b").predict_features(feats, 25.0, 75).weights
+    raw, smooth = _plain_and_changed(tmp_path, 2, output_smooth_s=0.08)
     assert np.abs(np.diff(smooth, axis=0)).mean() < np.abs(np.diff(raw, axis=0)).mean()
     assert np.allclose(smooth.mean(0), raw.mean(0), atol=0.02)
     z = np.random.default_rng(1).standard_normal((50, 3)).astype(np.float32)
@@ -114,14 +118,7 @@ def test_delay_frames():
 
 
 def test_output_delay_in_checkpoint(tmp_path):
-    from avatar.types import SpeechFeatures
-    torch.manual_seed(3)
-    net = Audio2ExpressionNet(NetConfig(feature_dim=80, window=16, channels=8, latent=8, context=2, n_out=27))
-    save_audio2expr(tmp_path / "a", net, "logmel80", np.full(52, 0.3), np.full(52, 0.2))
-    save_audio2expr(tmp_path / "b", net, "logmel80", np.full(52, 0.3), np.full(52, 0.2), output_delay_s=0.08)
-    feats = SpeechFeatures(np.random.default_rng(0).standard_normal((300, 80)).astype(np.float32), 100.0, "logmel80")
-    raw = load_audio2expr(tmp_path / "a").predict_features(feats, 25.0, 75).weights
-    late = load_audio2expr(tmp_path / "b").predict_features(feats, 25.0, 75).weights
+    raw, late = _plain_and_changed(tmp_path, 3, output_delay_s=0.08)
     assert np.allclose(late[2:], raw[:-2]) and np.allclose(late[:2], raw[:1])
 
 
