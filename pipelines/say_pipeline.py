@@ -100,18 +100,17 @@ class SayPipeline:
         and a voice (`voice`: a piper .onnx, default the bundled English one; `load_voice`: its
         model now rather than at the first text). progress("load", done, total) per model."""
         tts = Voice(voice)                        # a bad voice file fails before any model loads
-        with ThreadPoolExecutor(1, thread_name_prefix="avatar-warm") as pool:
-            warm = []                             # its feature models load beside the person
+        warm = []                                 # its feature models load beside the person
 
-            def shared_model():
-                model = audio2expr_model(str(audio2expr_folder(audio2expr)), torch_device(device))
-                warm.append(pool.submit(warm_up, model))
-                return model
-            steps = [tts.load] if load_voice else []
-            steps += [shared_model, lambda: load_person_lazily(name_or_path, device)]
-            loaded = Stages(progress).steps("load", steps)
-            for done in warm:
-                done.result()
+        def shared_model():
+            model = audio2expr_model(str(audio2expr_folder(audio2expr)), torch_device(device))
+            warm.append(in_background(warm_up, model))
+            return model
+        steps = [tts.load] if load_voice else []
+        steps += [shared_model, lambda: load_person_lazily(name_or_path, device)]
+        loaded = Stages(progress).steps("load", steps)
+        for done in warm:
+            done.result()
         pipe = cls.of(loaded[-1], loaded[-2], tts, audio2expr_hashes(audio2expr_folder(audio2expr)),
                       device)
         pipe.warming = in_background(warm_renderer, pipe.person)   # waited for before rendering
