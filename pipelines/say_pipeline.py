@@ -236,14 +236,14 @@ class SayPipeline:
         """The clip's target frames (its first batch decoding in the background) and its
         writer (ffmpeg started), before the expressions exist; the same frames and file as
         opening them at render time."""
-        from avatar.render.clip import FIRST_BATCH
+        from avatar.render.clip import first_batch
         width, height, _ = output_geometry(target, settings)
-        indices = frame_indices(target, settings, float(settings.fps or target.track.fps), n_frames)
+        fps = float(settings.fps or target.track.fps)
+        indices = frame_indices(target, settings, fps, n_frames)
         frames = TargetFrames(target.path, (width, height), indices)
         try:
-            frames.prefetch(indices[:min(FIRST_BATCH, int(settings.batch_size))])
-            writer = self.writer(output, width, height, float(settings.fps or target.track.fps),
-                                 audio=speech, metadata=self.metadata(command),
+            frames.prefetch(indices[:first_batch(n_frames, int(settings.batch_size))])
+            writer = self.writer(output, width, height, fps, audio=speech, metadata=self.metadata(command),
                                  watermark=settings.watermark, n_frames=n_frames,
                                  **({"stream": True} if stream else {}))
             writer.__enter__()

@@ -120,10 +120,15 @@ def render_batch(plan: ClipPlan, face_model: PersonFaceModel, renderer: Renderer
 FIRST_BATCH = 2     # frames in the first batch: one per core, so the first frame is out sooner
 
 
-def batch_starts(n: int, size: int, first: int = FIRST_BATCH) -> list[int]:
+def first_batch(n: int, size: int, first: int | None = None) -> int:
+    """Frames in the first batch of n frames rendered in batches of `size` (`first`: default
+    FIRST_BATCH, read at the call)."""
+    return min(n, max(1, min(FIRST_BATCH if first is None else first, size)))
+
+
+def batch_starts(n: int, size: int, first: int | None = None) -> list[int]:
     """Where each batch of n frames starts: a short first batch, then batches of `size`."""
-    first = max(1, min(first, size))
-    return ([0] + list(range(first, n, size))) if n > 0 else []
+    return ([0] + list(range(first_batch(n, size, first), n, size))) if n > 0 else []
 
 
 def render_frames(plan: ClipPlan, face_model: PersonFaceModel, renderer: Renderer, target: Target,
@@ -135,7 +140,7 @@ def render_frames(plan: ClipPlan, face_model: PersonFaceModel, renderer: Rendere
     and waiting for frames / for the encoder."""
     timing = {"render": 0.0, "frames": 0.0, "encode": 0.0}
     n = plan.n_frames
-    starts = batch_starts(n, plan.batch_size, FIRST_BATCH)
+    starts = batch_starts(n, plan.batch_size)
     ends = starts[1:] + [n]
     with ThreadPoolExecutor(2, thread_name_prefix="avatar-io") as pool:
         next_frames = pool.submit(frames.get, plan.indices[0:ends[0]])
