@@ -60,10 +60,14 @@ def default_run_dir(person_dir: Path, config: RendererConfig) -> Path:
     return person_io.runs_root() / f"render-{Path(person_dir).resolve().name}-{variant}-{config.crop_size}"
 
 
-def make_optimizer(model: DeferredRenderer) -> torch.optim.AdamW:
+def make_optimizer(model: DeferredRenderer, textures: list | None = None) -> torch.optim.AdamW:
+    """AdamW over the U-Net and the texture(s): `textures` (e.g. one per person of a prior run),
+    default the model's own."""
+    textures = [model.texture] if textures is None else textures
     groups = [{"params": list(model.unet.parameters()), "lr": NET_LR, "weight_decay": 1e-4}]
-    if model.texture is not None:
-        groups.append({"params": list(model.texture.parameters()), "lr": TEXTURE_LR, "weight_decay": 0.0})
+    params = [p for texture in textures if texture is not None for p in texture.parameters()]
+    if params:
+        groups.append({"params": params, "lr": TEXTURE_LR, "weight_decay": 0.0})
     return torch.optim.AdamW(groups, betas=(0.9, 0.99))
 
 
@@ -238,11 +242,8 @@ def _second_stage(person_dir: Path, first: DeferredRenderer, run_dir: Path, step
 
 def _loop(model, optimizer, samples, state, run_dir, dev, minutes, steps, batch_size,
           checkpoint_every, progress, watch: HeldOutWatch) -> dict:
-    top = model.config.band_top
-    train_idx = np.arange(samples.holdout_start)
     budget_s = minutes * 60 if minutes > 0 else float("inf")
-    use_amp = dev.type == "cuda"
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    scaler = torch.amp.GradScaler("cuda", enabled=dev.type == "cuda")
     bar = tqdm(initial=state["step"], total=steps, desc="training renderer", unit="step",
                disable=not progress, file=sys.stderr)
     window: list[float] = []
@@ -256,17 +257,8 @@ def _loop(model, optimizer, samples, state, run_dir, dev, minutes, steps, batch_
         for group, base in zip(optimizer.param_groups, _base_lrs(model)):
             group["lr"] = base * lr_scale(progress_frac)
         rng = np.random.default_rng([7, state["step"]])     # batch depends only on the step
-        idx = rng.choice(train_idx, size=batch_size, replace=len(train_idx) < batch_size)
-        verts, band = batch_tensors(samples, idx, dev, top, shift_px=model.config.crop_size // 64, rng=rng)
-        with torch.autocast("cuda", dtype=torch.float16, enabled=use_amp):
-            res = render_band(model, verts, band)
-            loss, _ = loss_terms(res, band)
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
+        window.append(train_step(model, optimizer, samples, rng, batch_size, dev, scaler))
         state["step"] += 1
-        window.append(loss.item())
         bar.update(1)
         if watch.due(state["step"]):
             watch.record(model, state, dev, elapsed0 + time.time() - start)
@@ -283,6 +275,23 @@ def _loop(model, optimizer, samples, state, run_dir, dev, minutes, steps, batch_
         state["history"].append([state["step"], float(np.mean(window))])
     _checkpoint(model, optimizer, samples, state, run_dir, dev)
     return state
+
+
+def train_step(model, optimizer, samples: RenderSamples, rng: np.random.Generator, batch_size: int,
+               dev, scaler: torch.amp.GradScaler) -> float:
+    """One optimizer step on `batch_size` training frames drawn with `rng` (randomly shifted:
+    augmentation), in fp16 autocast when `scaler` is enabled; the loss."""
+    train_idx = np.arange(samples.holdout_start)
+    idx = rng.choice(train_idx, size=batch_size, replace=len(train_idx) < batch_size)
+    verts, band = batch_tensors(samples, idx, dev, model.config.band_top,
+                                shift_px=model.config.crop_size // 64, rng=rng)
+    with torch.autocast("cuda", dtype=torch.float16, enabled=scaler.is_enabled()):
+        loss, _ = loss_terms(render_band(model, verts, band), band)
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    scaler.step(optimizer)
+    scaler.update()
+    return loss.item()
 
 
 def held_out_postfix(state: dict) -> dict:
@@ -344,16 +353,26 @@ def write_samples(path: Path, model, samples: RenderSamples, dev, count: int = 4
 
 def render_crops(model, samples: RenderSamples, idx: np.ndarray, dev, batch: int = 8) -> np.ndarray:
     """Full face crops uint8 [N, S, S, 3]: real upper part + composited rendered band."""
+    return _rendered_with_masks(model, samples, idx, dev, batch)[0]
+
+
+def _rendered_with_masks(model, samples: RenderSamples, idx: np.ndarray, dev, batch: int = 8):
+    """render_crops' crops and, from the same renders, the band's re-rendered face and lips
+    masks (alpha > 0.5, mouth > 0.5) [N, h, S] bool."""
     model.eval()
     top = model.config.band_top
     out = samples.crops[idx].copy()
+    face, mouth = [], []
     with torch.inference_mode():
         for s in range(0, len(idx), batch):
             verts, band = batch_tensors(samples, idx[s:s + batch], dev, top)
             res = render_band(model, verts, band)
             rgb = (res.output.clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
             out[s:s + batch, top:] = rgb
-    return out
+            face.append(res.alpha[:, 0].cpu().numpy() > 0.5)
+            mouth.append(res.mouth[:, 0].cpu().numpy() > 0.5)
+    empty = np.zeros((0, samples.crop_size - top, samples.crop_size), bool)
+    return out, np.concatenate(face) if face else empty, np.concatenate(mouth) if mouth else empty
 
 
 def crop_metrics(rendered: np.ndarray, real: np.ndarray, top: int) -> dict:
@@ -369,25 +388,19 @@ def evaluate_holdout(model, samples: RenderSamples, dev) -> dict:
     held = np.arange(samples.holdout_start, len(samples))
     if len(held) == 0:
         return {}
-    rendered = render_crops(model, samples, held, dev)
+    rendered, face, mouth = _rendered_with_masks(model, samples, held, dev)
     m = crop_metrics(rendered, samples.crops[held], model.config.band_top)
-    m.update(_region_psnr(model, samples, held, rendered, dev))
+    m.update(_region_psnr(rendered, samples.crops[held], model.config.band_top, face, mouth))
     m["holdout_frames"] = int(len(held))
     return m
 
 
-def _region_psnr(model, samples, held, rendered, dev) -> dict:
-    top, errs = model.config.band_top, {"psnr_face": [], "psnr_mouth": []}
-    with torch.inference_mode():
-        for s in range(0, len(held), 8):
-            verts, band = batch_tensors(samples, held[s:s + 8], dev, top)
-            res = render_band(model, verts, band)
-            diff = rendered[s:s + 8, top:].astype(np.float64) - samples.crops[held[s:s + 8], top:]
-            sq = (diff ** 2).mean(-1)
-            errs["psnr_face"].append(sq[res.alpha[:, 0].cpu().numpy() > 0.5])
-            errs["psnr_mouth"].append(sq[res.mouth[:, 0].cpu().numpy() > 0.5])
-    return {k: float(10 * np.log10(255.0 ** 2 / max(np.concatenate(v).mean(), 1e-10)))
-            for k, v in errs.items()}
+def _region_psnr(rendered: np.ndarray, real: np.ndarray, top: int, face: np.ndarray,
+                 mouth: np.ndarray) -> dict:
+    """PSNR of the band inside the face and the lips masks."""
+    sq = ((rendered[:, top:].astype(np.float64) - real[:, top:]) ** 2).mean(-1)
+    return {k: float(10 * np.log10(255.0 ** 2 / max(sq[mask].mean(), 1e-10)))
+            for k, mask in (("psnr_face", face), ("psnr_mouth", mouth))}
 
 
 def _write_person(person_dir: Path, model, run_config: dict, metrics: dict) -> None:

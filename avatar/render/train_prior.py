@@ -27,10 +27,10 @@ from avatar.io.files import read_json, write_json
 from avatar.render.data import RenderSamples, person_samples
 from avatar.render.model import DeferredRenderer, RendererConfig
 from avatar.render.prior import save_prior
-from avatar.render.renderer import pick_device, render_band
+from avatar.render.renderer import pick_device
 from avatar.render.store import load_weights, save_weights
-from avatar.render.train import (NET_LR, TEXTURE_LR, batch_tensors, evaluate_holdout, loss_terms,
-                                 write_curve, write_samples)
+from avatar.render.train import (evaluate_holdout, make_optimizer, train_step, write_curve,
+                                 write_samples)
 
 MAX_FRAMES = 600          # per person (evenly spaced training frames): bounded memory
 
@@ -42,14 +42,6 @@ def shared_models(config: RendererConfig, n: int) -> list[DeferredRenderer]:
     for model in models[1:]:
         model.unet = models[0].unet
     return models
-
-
-def prior_optimizer(models: list[DeferredRenderer]) -> torch.optim.AdamW:
-    textures = [p for m in models for p in m.texture.parameters()]
-    return torch.optim.AdamW([{"params": list(models[0].unet.parameters()), "lr": NET_LR,
-                               "weight_decay": 1e-4},
-                              {"params": textures, "lr": TEXTURE_LR, "weight_decay": 0.0}],
-                             betas=(0.9, 0.99))
 
 
 def thinned(samples: RenderSamples, max_frames: int = MAX_FRAMES) -> RenderSamples:
@@ -97,7 +89,7 @@ def train_prior(person_dirs: list[Path], out: Path, run_dir: Path, *, steps: int
     models = shared_models(config, len(samples))
     state = resume_state(run_dir, models, names)
     models = [m.to(dev) for m in models]
-    _prior_loop(models, prior_optimizer(models), samples, state, run_dir, names, dev, steps,
+    _prior_loop(models, make_optimizer(models[0], [m.texture for m in models]), samples, state, run_dir, names, dev, steps,
                 batch_size, checkpoint_every, progress)
     metrics = {n: evaluate_holdout(m, s, dev) for n, m, s in zip(names, models, samples)}
     write_json(run_dir / "metrics.json", metrics)
@@ -109,7 +101,7 @@ def train_prior(person_dirs: list[Path], out: Path, run_dir: Path, *, steps: int
 
 def _prior_loop(models, optimizer, samples, state, run_dir, names, dev, steps, batch_size,
                 checkpoint_every, progress) -> None:
-    top = models[0].config.band_top
+    scaler = torch.amp.GradScaler("cuda", enabled=False)     # fp32 everywhere, as before
     bar = tqdm(initial=state["step"], total=steps, desc="training prior", unit="step",
                disable=not progress, file=sys.stderr)
     for m in models:
@@ -118,15 +110,8 @@ def _prior_loop(models, optimizer, samples, state, run_dir, names, dev, steps, b
     while state["step"] < steps:
         p = state["step"] % len(models)                   # each person in turn
         rng = np.random.default_rng([11, state["step"]])
-        idx = rng.choice(samples[p].holdout_start, size=batch_size,
-                         replace=samples[p].holdout_start < batch_size)
-        verts, band = batch_tensors(samples[p], idx, dev, top, shift_px=models[0].config.crop_size // 64, rng=rng)
-        loss, _ = loss_terms(render_band(models[p], verts, band), band)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        window.append(train_step(models[p], optimizer, samples[p], rng, batch_size, dev, scaler))
         state["step"] += 1
-        window.append(loss.item())
         bar.update(1)
         bar.set_postfix(loss=f"{np.mean(window[-20:]):.4f}", person=names[p])
         if state["step"] % 10 == 0:
