@@ -77,9 +77,10 @@ def prior_from_person(name: str, out: Path) -> int:
 
 
 def check_output_folder(out: Path, overwrite: bool, ours: set[str]) -> Path:
-    """`out` if it is new or empty, or a prior folder (only our files) and overwrite is given."""
-    if out.exists() and not out.is_dir():
-        raise AvatarError(f"{out} is a file; give a folder for the prior")
+    """`out` if it is new or empty, or a prior folder (only our files) and overwrite is given;
+    like every output folder, not inside a person folder or the shipped checkpoints."""
+    from avatar.io.output import check_output_folder as check_folder
+    check_folder(out)
     present = {p.name for p in out.iterdir()} if out.is_dir() else set()
     if present - ours:
         raise AvatarError(f"{out} holds other files ({sorted(present - ours)[0]}, ...); give a new "
