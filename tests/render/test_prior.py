@@ -130,6 +130,12 @@ def test_train_prior_from_a_fitted_person_and_its_refusals(tmp_path, capsys):
     (tmp_path / "mine" / "notes.txt").write_text("mine")
     assert cli.main(["train-prior", "--from-person", str(fitted), "-o", str(tmp_path / "mine")]) == 2
     assert (tmp_path / "mine" / "notes.txt").read_text() == "mine"
+    from avatar.config import checkpoints_dir
+    inside = checkpoints_dir() / "another_prior"                  # the shipped models are read-only
+    assert cli.main(["train-prior", "--from-person", str(fitted), "-o", str(inside)]) == 2
+    assert not inside.exists() and "person/checkpoint folder" in capsys.readouterr().err
+    assert cli.main(["train-prior", "--from-person", str(fitted), "-o", str(fitted / "p")]) == 2
+    assert not (fitted / "p").exists()
 
 
 def test_train_person_prior_options():
