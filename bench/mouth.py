@@ -1,6 +1,7 @@
 """Mouth detail of `say` outputs against the target frames they were rendered into.
 
     python bench/mouth.py [--person demo] [--json bench/results/mouth.json] [--label NAME] [--keep DIR]
+                          [--say-args "--lips-source matched"]
 
 Makes two clips with `cli.py say` (README's sentence, and the first 10 s of a recorded English
 speech from ../shared/data/audio), then compares each output frame with the target frame it was
@@ -34,13 +35,13 @@ SENTENCE = "Hello. This is a synthetic video made offline on a laptop."
 SPEECH = ROOT.parent / "shared" / "data" / "audio" / "eng_60s.wav"
 
 
-def make_clips(person: str, folder: Path) -> dict[str, Path]:
+def make_clips(person: str, folder: Path, say_args: list[str] = ()) -> dict[str, Path]:
     import soundfile as sf
     audio, sr = sf.read(str(SPEECH), dtype="float32", frames=10 * 16000 * 3)
     wav = folder / "speech10.wav"
     sf.write(str(wav), audio[:int(10 * sr)], sr)
     clips = {"readme_sentence": folder / "sentence.mp4", "speech_10s": folder / "speech.mp4"}
-    base = [sys.executable, str(ROOT / "cli.py"), "say", "--person", person, "--quiet"]
+    base = [sys.executable, str(ROOT / "cli.py"), "say", "--person", person, "--quiet", *say_args]
     runs = {"readme_sentence": [SENTENCE], "speech_10s": ["--audio", str(wav)]}
     for name, extra in runs.items():
         t = time.perf_counter()
@@ -82,12 +83,15 @@ def main() -> int:
     ap.add_argument("--json", type=Path, default=ROOT / "bench" / "results" / "mouth.json")
     ap.add_argument("--label", default="shipped")
     ap.add_argument("--keep", type=Path, help="copy the two clips into this folder (to look at them)")
+    ap.add_argument("--say-args", default="", help="more options for `cli.py say`, in one string")
     args = ap.parse_args()
     from avatar.io.person import person_dir
     target = person_dir(args.person) / "target.mp4"
-    result = {"person": args.person, "load_average_start": os.getloadavg()}
+    import shlex
+    say_args = shlex.split(args.say_args)
+    result = {"person": args.person, "say_args": say_args, "load_average_start": os.getloadavg()}
     with tempfile.TemporaryDirectory() as tmp:
-        for name, clip in make_clips(args.person, Path(tmp)).items():
+        for name, clip in make_clips(args.person, Path(tmp), say_args).items():
             result[name] = measure(clip, target)
             result[name]["independent_mouth_detail_py"] = independent_check(clip, target)
             print(name, json.dumps(result[name]), file=sys.stderr)

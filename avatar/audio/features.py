@@ -60,11 +60,23 @@ def speech_features(speech: Speech, kind: str = "logmel80") -> SpeechFeatures:
         return SpeechFeatures(np.concatenate(columns, 1), 50.0, kind)
     if kind in ("hama", "whisper_hama"):
         n = max(int(np.ceil(len(speech.samples) / 320)), 1)
-        columns = [hama_features(speech.samples, n), loudness_column(speech.samples, n)]
-        if kind == "whisper_hama":
-            columns.insert(0, whisper_encoder_features(speech.samples)[:n])
+        if kind == "hama":
+            columns = [hama_features(speech.samples, n)]
+        else:
+            columns = list(_whisper_and_hama(speech.samples, n))
+        columns.append(loudness_column(speech.samples, n))
         return SpeechFeatures(np.concatenate(columns, 1), 50.0, kind)
     raise AvatarError(f"unknown speech feature kind {kind!r}; use one of {', '.join(FEATURE_KINDS)}")
+
+
+def _whisper_and_hama(samples: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """The Whisper encoder states and the hama columns of the same samples, side by side on two
+    cores (both engines are single-threaded native code that releases the GIL)."""
+    from concurrent.futures import ThreadPoolExecutor
+    with ThreadPoolExecutor(1, thread_name_prefix="hama") as pool:
+        hama = pool.submit(hama_features, samples, n)
+        whisper = whisper_encoder_features(samples)[:n]
+        return whisper, hama.result()
 
 
 def load_models(kind: str) -> None:

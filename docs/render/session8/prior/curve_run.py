@@ -1,0 +1,44 @@
+"""Issue 17 learning curves: one fit of a person's first stage (from the shipped prior or from
+scratch) with a fixed time budget, on one CPU thread, saving the weights as they are when the
+fit's clock passes each mark (2, 5, 10, 15, 30, 60 min). The marks before the end are snapshots
+of a longer fit (its learning rate has not decayed yet), the last one is the fit's own result.
+python docs/render/session8/prior/curve_run.py PERSON_DIR OUT_DIR NAME MINUTES [PRIOR_DIR]"""
+import json, sys, time
+from pathlib import Path
+import torch
+torch.set_num_threads(1)
+import avatar.render.train as train
+from avatar.render.store import save_weights
+
+person, out, name, minutes = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3], float(sys.argv[4])
+prior = Path(sys.argv[5]) if len(sys.argv) > 5 else None
+run_dir = out / f"run-{name}"
+marks = [m for m in (2, 5, 10, 15, 30, 60) if m < minutes]
+clock = {}
+
+
+step_once = train.train_step
+
+
+def train_step_and_snapshot(model, *args):
+    """train.py's step, then a weights snapshot when the fit's clock passes a mark."""
+    clock.setdefault("t0", time.time())
+    loss = step_once(model, *args)
+    clock["steps"] = clock.get("steps", 0) + 1
+    elapsed = time.time() - clock["t0"]
+    while marks and elapsed >= marks[0] * 60:
+        save_weights(run_dir / f"snap_{marks[0]:02d}min.safetensors", model,
+                     {"step": clock["steps"], "minutes": round(elapsed / 60, 2)})
+        print(name, "snapshot", marks.pop(0), "min at step", clock["steps"], flush=True)
+        model.train()
+    return loss
+
+
+train.train_step = train_step_and_snapshot
+t = time.time()
+m = train.train_renderer(person, minutes=minutes, steps=None, device="cpu", run_dir=run_dir,
+                         batch_size=4, progress=False, mouth_stage_steps=0, write_person=False,
+                         prior=prior, eval_every=100, patience=0, threads=1)
+state = json.loads((run_dir / "metrics.json").read_text())
+print(name, json.dumps({k: m.get(k) for k in ("step", "psnr", "psnr_mouth", "train_minutes")}), flush=True)
+(out / f"final-{name}.json").write_text(json.dumps({"final": m, "wall_s": round(time.time() - t, 1)}, indent=1))
