@@ -2,7 +2,8 @@
 scratch) with a fixed time budget, on one CPU thread, saving the weights as they are when the
 fit's clock passes each mark (2, 5, 10, 15, 30, 60 min). The marks before the end are snapshots
 of a longer fit (its learning rate has not decayed yet), the last one is the fit's own result.
-python docs/render/session8/prior/curve_run.py PERSON_DIR OUT_DIR NAME MINUTES [PRIOR_DIR]"""
+python docs/render/session8/prior/curve_run.py PERSON_DIR OUT_DIR NAME MINUTES [PRIOR_DIR]
+TEXTURE_LR=... / NET_LR=... in the environment replace train.py's learning rates (schedule trials)."""
 import json, sys, time
 from pathlib import Path
 import torch
@@ -10,6 +11,10 @@ torch.set_num_threads(1)
 import avatar.render.train as train
 from avatar.render.store import save_weights
 
+import os
+for key in ("TEXTURE_LR", "NET_LR"):
+    if os.environ.get(key):
+        setattr(train, key, float(os.environ[key]))
 person, out, name, minutes = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3], float(sys.argv[4])
 prior = Path(sys.argv[5]) if len(sys.argv) > 5 else None
 run_dir = out / f"run-{name}"
