@@ -45,12 +45,13 @@ import contextlib
 import dataclasses
 import functools
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 from avatar.audio.speech import Voice, check_audio_file, speech_from_audio
+from avatar.background import in_background
 from avatar.audio.tts import split_sentences
 from avatar.config import DEFAULT_DEVICE, SAY_DEFAULTS, SaySettings
 from avatar.errors import AvatarError
@@ -104,7 +105,7 @@ class SayPipeline:
 
         def shared_model():
             model = audio2expr_model(str(audio2expr_folder(audio2expr)), torch_device(device))
-            warm.append(in_background(warm_up, model))
+            warm.append(in_background(warm_up, model, name="avatar-warm"))
             return model
         steps = [tts.load] if load_voice else []
         steps += [shared_model, lambda: load_person_lazily(name_or_path, device)]
@@ -113,7 +114,7 @@ class SayPipeline:
             done.result()
         pipe = cls.of(loaded[-1], loaded[-2], tts, audio2expr_hashes(audio2expr_folder(audio2expr)),
                       device)
-        pipe.warming = in_background(warm_renderer, pipe.person)   # waited for before rendering
+        pipe.warming = in_background(warm_renderer, pipe.person, name="avatar-warm")   # waited for before rendering
         return pipe
 
     @classmethod
@@ -335,15 +336,6 @@ class Stages:
                 results.append(step())
                 self.report(stage, len(results), len(steps))
         return results
-
-
-def in_background(fn: Callable, *args) -> Future:
-    """fn(*args) on a thread of its own; its Future."""
-    pool = ThreadPoolExecutor(1, thread_name_prefix="avatar-warm")
-    try:
-        return pool.submit(fn, *args)
-    finally:
-        pool.shutdown(wait=False)
 
 
 def tts_record(seed: int) -> dict:

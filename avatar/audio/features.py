@@ -72,11 +72,10 @@ def speech_features(speech: Speech, kind: str = "logmel80") -> SpeechFeatures:
 def _whisper_and_hama(samples: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     """The Whisper encoder states and the hama columns of the same samples, side by side on two
     cores (both engines are single-threaded native code that releases the GIL)."""
-    from concurrent.futures import ThreadPoolExecutor
-    with ThreadPoolExecutor(1, thread_name_prefix="hama") as pool:
-        hama = pool.submit(hama_features, samples, n)
-        whisper = whisper_encoder_features(samples)[:n]
-        return whisper, hama.result()
+    from avatar.background import in_background
+    hama = in_background(hama_features, samples, n, name="avatar-hama")
+    whisper = whisper_encoder_features(samples)[:n]
+    return whisper, hama.result()
 
 
 def load_models(kind: str) -> None:

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import os
 import tempfile
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Iterator
 
 import numpy as np
 
 from avatar.errors import AvatarError
+from avatar.background import in_background
 from avatar.video.reader import VideoReader
 
 
@@ -71,9 +72,7 @@ class TargetFrames:
         the get() of the same indices returns them."""
         indices = np.array(indices, np.int64)
         self._wait_ahead()
-        pool = ThreadPoolExecutor(1, thread_name_prefix="avatar-prefetch")
-        self._ahead = (indices, pool.submit(self._decode, indices))
-        pool.shutdown(wait=False)
+        self._ahead = (indices, in_background(self._decode, indices, name="avatar-prefetch"))
 
     def _wait_ahead(self) -> tuple[np.ndarray, np.ndarray] | None:
         """The prefetched (indices, frames), after its thread is done; None if none."""
