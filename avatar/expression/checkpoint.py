@@ -6,7 +6,8 @@ and jaw blendshapes (MOUTH_BLENDSHAPES) come from the network; the others (eyes,
 nose) are set to the training corpus' average, a neutral pose for the person map.
 
 Silence gate: where the audio around a frame is more than `silence_gate_db` (config) below the
-speech level, the mouth is blended to the corpus rest pose (closed mouth), with a short ramp. The
+speech level, the mouth is blended to the closed pose, ramped over the speech frame beside the pause
+(every frame `silent_frames` calls silent is fully closed). The
 network alone learns silence only roughly from ~80 s of data; the gate makes pauses reliable.
 
 Phonetic prior (config "prior", see `avatar.expression.prior`): jawOpen and five lip blendshapes
@@ -211,7 +212,9 @@ def closure_mask(phones, fps: float, n_frames: int, lead_s: float = 0.0) -> np.n
 
 def speech_gate(feats: SpeechFeatures, fps: float, n_frames: int, below_db: float,
                 hold_s: float = 0.03) -> np.ndarray:
-    """[n_frames] in [0, 1]: 1 where there is speech within +-hold_s of the frame, ramped.
+    """[n_frames] in [0, 1]: 0 at every frame with no speech within +-hold_s (the frames that
+    `avatar.expression.data.silent_frames` calls silent), 1 in speech, and a one-frame ramp on the
+    speech side of each pause edge, so a pause is closed from its first frame to its last.
     Speech = louder than `below_db` under the 90th-percentile level and than SILENCE_FLOOR_DB."""
     db = loudness_db(feats)
     if len(db) == 0:
@@ -223,6 +226,11 @@ def speech_gate(feats: SpeechFeatures, fps: float, n_frames: int, below_db: floa
     near = np.convolve(active, kernel, "same") > 0
     idx = np.clip(np.round(np.arange(n_frames) / fps * feats.rate_hz).astype(int), 0, len(db) - 1)
     gate = near[idx].astype(np.float32)
+    return np.minimum(gate, soft_edges(gate))
+
+
+def soft_edges(gate: np.ndarray) -> np.ndarray:
+    """A 0/1 curve averaged over three frames (the ends repeated): 1/3 and 2/3 beside each edge."""
     ramp = np.ones(3, np.float32) / 3
     return np.clip(np.convolve(np.pad(gate, 1, mode="edge"), ramp, "valid"), 0.0, 1.0)
 

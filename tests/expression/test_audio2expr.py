@@ -147,6 +147,31 @@ def test_speech_gate_closes_pauses():
     assert gate[:15].max() == 0.0 and gate[60:].max() == 0.0
 
 
+
+@pytest.mark.parametrize("fps", [25.0, 29.97])
+def test_speech_gate_closes_every_silent_frame(fps):
+    """The gate and the rest-in-silence metric agree on silence: every frame silent_frames calls
+    silent is fully closed (gate 0), every other frame is at least partly open, and the ramp
+    between them lies on the speech side."""
+    from avatar.audio.features import loudness_column
+    from avatar.expression.checkpoint import speech_gate
+    from avatar.expression.data import silent_frames
+    sr, rng = 16000, np.random.default_rng(3)
+    samples = 1e-4 * rng.standard_normal(3 * sr).astype(np.float32)
+    t = np.arange(sr) / sr
+    samples[8000:24000] += 0.3 * np.sin(2 * np.pi * 220 * t[:16000])      # 0.5-1.5 s
+    samples[27200:41600] += 0.3 * np.sin(2 * np.pi * 180 * t[:14400])     # 1.7-2.6 s
+    speech = Speech(samples, sr)
+    n = int(np.ceil(3 * fps))
+    feats = SpeechFeatures(loudness_column(samples, 150), 50.0, "whisper_tiny")
+    gate = speech_gate(feats, fps, n, below_db=30.0)
+    silent = silent_frames(speech, fps, n)
+    assert silent.sum() > 20 and (~silent).sum() > 20
+    assert gate[silent].max() == 0.0
+    assert gate[~silent].min() > 0.0
+    edges = np.flatnonzero(np.diff(silent.astype(int)))
+    assert len(edges) == 4 and all(0.0 < gate[e + int(silent[e])] < 1.0 for e in edges)
+
 def test_tempo_augmentation_keeps_face_in_sync():
     from avatar.expression.data import resample_targets
     fps, rate = 25.0, 1.1                           # audio played 10 % faster
