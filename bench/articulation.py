@@ -15,7 +15,9 @@ path as `say --audio`, no watermark), MediaPipe re-tracks our video and the real
   gap falls below the person's closed-lip gap + a margin (avatar.expression.evaluate); the real
   speaker's rate at the same phones is reported next to it (how often the recognizer's p/b/m are
   real closures);
-- rest in silence: share of silent frames (30 dB under the speech level) with the lips at rest.
+- rest in silence: share of silent frames (30 dB under the speech level) with the lips at rest;
+  each silent frame that is not ("open_in_silence": frame, lip gap, the jawOpen we asked for) is
+  listed, so a low rate can be traced to the expressions or to the renderer.
 Text input (--sentences, default README's sentence and two 20-word sentences with many p/b/m):
 closure at piper's exact p/b/m timings and rest in silence, on the rendered video.
 """
@@ -49,7 +51,8 @@ def frames_at(values: np.ndarray, fps_from: float, fps_to: float, n_to: int) -> 
     return np.interp(np.arange(n_to) / fps_to, t_from, values).astype(np.float32)
 
 
-def render(person, speech, out: Path, audio2expr: str | None, record: dict) -> dict:
+def render(person, speech, out: Path, audio2expr: str | None, record: dict):
+    """Render `speech` on the person; ({"render_s"}, the expressions at the person's fps)."""
     from avatar.config import SaySettings
     from pipelines.say_pipeline import SayPipeline, audio2expr_folder, audio2expr_model
     t = time.perf_counter()
@@ -57,7 +60,16 @@ def render(person, speech, out: Path, audio2expr: str | None, record: dict) -> d
     pipe = SayPipeline.of(person, model, device="cpu")
     expressions = model.predict(speech, float(person.target.track.fps))
     pipe.render(speech, expressions, out, SaySettings(watermark=False), record)
-    return {"render_s": time.perf_counter() - t}
+    return {"render_s": time.perf_counter() - t}, expressions
+
+
+def open_in_silence(gap: np.ndarray, silent: np.ndarray, threshold: float, expressions) -> list[dict]:
+    """The silent frames whose lips are not at rest: frame, lip gap, the jawOpen we asked for."""
+    from avatar.types import JAW_OPEN
+    jaw = expressions.weights[:, JAW_OPEN]
+    frames = np.flatnonzero(np.asarray(silent, bool)[: len(gap)] & (np.asarray(gap) >= threshold))
+    return [{"frame": int(t), "lip_gap": round(float(gap[t]), 4),
+             "jaw_open_asked": round(float(jaw[t]), 4) if t < len(jaw) else None} for t in frames]
 
 
 def tracked(path: Path):
@@ -81,7 +93,7 @@ def heldout_clip(person, clip: Path, work: Path, audio2expr, threshold: float) -
     real = track_video(clip, progress=False)
     real_jaw, real_gap, real_fps = real.blendshapes[:, JAW_OPEN], lip_gap(real.landmarks), float(real.fps)
     out = work / f"{clip.parent.name}_{clip.stem}.mp4"
-    info = render(person, speech, out, audio2expr, {"audio": str(clip)})
+    info, expressions = render(person, speech, out, audio2expr, {"audio": str(clip)})
     jaw, gap, fps, _ = tracked(out)
     n = len(real_jaw)
     jaw_r, gap_r = frames_at(jaw, fps, real_fps, n), frames_at(gap, fps, real_fps, n)
@@ -90,6 +102,7 @@ def heldout_clip(person, clip: Path, work: Path, audio2expr, threshold: float) -
     ev_ours = bilabial_events(phones, fps, len(gap))
     ev_real = bilabial_events(phones, real_fps, n)
     real_threshold = closed_gap(real_gap) + (threshold - person_closed_gap(person))
+    silent = silent_frames(speech, fps, len(gap))
     return {
         "clip": f"{clip.parent.name}/{clip.name}", "seconds": speech.duration_s, "fps_real": real_fps,
         "fps_ours": fps, **info,
@@ -100,9 +113,10 @@ def heldout_clip(person, clip: Path, work: Path, audio2expr, threshold: float) -
         "bilabial_phones": len(ev_ours),
         "closure_rate": closure_rate(gap, ev_ours, threshold),
         "closure_rate_real_speaker": closure_rate(real_gap, ev_real, real_threshold),
-        "rest_in_silence": rest_rate(gap, silent_frames(speech, fps, len(gap)), threshold),
+        "rest_in_silence": rest_rate(gap, silent, threshold),
         "rest_in_silence_real_speaker": rest_rate(real_gap, silent_frames(speech, real_fps, n), real_threshold),
-        "silent_frames": int(silent_frames(speech, fps, len(gap)).sum()),
+        "silent_frames": int(silent.sum()),
+        "open_in_silence": open_in_silence(gap, silent, threshold, expressions),
     }
 
 
@@ -112,7 +126,7 @@ def text_case(person, sentence: str, work: Path, audio2expr, threshold: float, k
     from avatar.audio.speech import speech_from_text
     speech = speech_from_text(sentence)
     out = work / f"text{k}.mp4"
-    info = render(person, speech, out, audio2expr, {"text": sentence})
+    info, expressions = render(person, speech, out, audio2expr, {"text": sentence})
     jaw, gap, fps, _ = tracked(out)
     events = bilabial_events(speech.phonemes, fps, len(gap))
     silent = silent_frames(speech, fps, len(gap))
@@ -120,6 +134,7 @@ def text_case(person, sentence: str, work: Path, audio2expr, threshold: float, k
             "closure_rate": closure_rate(gap, events, threshold),
             "closed_at": [bool(gap[lo:hi].min() < threshold) for lo, hi in events],
             "rest_in_silence": rest_rate(gap, silent, threshold), "silent_frames": int(silent.sum()),
+            "open_in_silence": open_in_silence(gap, silent, threshold, expressions),
             "lip_gap_p95": float(np.percentile(gap, 95)), "jaw_p95": float(np.percentile(jaw, 95))}
 
 
@@ -186,12 +201,13 @@ def main(argv: list[str] | None = None) -> int:
                 raise SystemExit(f"no clip with audio for held-out speaker {speaker}")
             for path in paths:
                 row = {"speaker": speaker, **heldout_clip(person, path, work, args.audio2expr, threshold)}
-                print(json.dumps({k: (round(v, 3) if isinstance(v, float) else v) for k, v in row.items()}), flush=True)
+                print(json.dumps({k: (round(v, 3) if isinstance(v, float) else v) for k, v in row.items()
+                                  if k != "open_in_silence"}), flush=True)
                 result["heldout"].append(row)
         for k, sentence in enumerate(args.sentences):
             row = text_case(person, sentence, work, args.audio2expr, threshold, k)
             print(json.dumps({k2: (round(v, 3) if isinstance(v, float) else v) for k2, v in row.items()
-                              if k2 != "closed_at"}), flush=True)
+                              if k2 not in ("closed_at", "open_in_silence")}), flush=True)
             result["text"].append(row)
     rows = result["heldout"]
     by_speaker: dict[str, list[dict]] = {}

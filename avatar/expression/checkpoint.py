@@ -181,14 +181,23 @@ BILABIAL_LABELS = frozenset({"P", "B", "M", "p", "b", "m"})
 # blendshapes that part the lips: zero in the closed pose (p/b/m, silence)
 OPENING_SHAPES = ("jawOpen", "mouthFunnel", "mouthPucker", "mouthLowerDownLeft", "mouthLowerDownRight",
                   "mouthUpperUpLeft", "mouthUpperUpRight", "mouthStretchLeft", "mouthStretchRight")
+# the closed lips turn in a little (weight added to these), so they cover the renderer's mouth
+# interior: with the plain rest pose the demo person showed a thin seam with teeth in 7 % of silent
+# frames (docs/BENCHMARKS.md, audio session 9)
+ROLL_IN_SHAPES = ("mouthRollLower", "mouthRollUpper")
+ROLL_IN = 0.1
 
 
-def closed_pose_z(mean: np.ndarray, std: np.ndarray, rest_z: np.ndarray) -> np.ndarray:
-    """The rest pose (z units over MOUTH_BLENDSHAPES) with every lip-parting blendshape at weight 0."""
+def closed_pose_z(mean: np.ndarray, std: np.ndarray, rest_z: np.ndarray, roll_in: float = ROLL_IN) -> np.ndarray:
+    """The rest pose (z units over MOUTH_BLENDSHAPES) with every lip-parting blendshape at weight 0
+    and the lips rolled in by `roll_in` (weight added to ROLL_IN_SHAPES)."""
     z = np.asarray(rest_z, np.float32).copy()
     for k, i in enumerate(MOUTH_BLENDSHAPES):
+        scale = max(float(std[i]), 1e-6)
         if BLENDSHAPE_NAMES[i] in OPENING_SHAPES:
-            z[k] = -mean[i] / max(float(std[i]), 1e-6)
+            z[k] = -mean[i] / scale
+        elif BLENDSHAPE_NAMES[i] in ROLL_IN_SHAPES:
+            z[k] += roll_in / scale
     return z
 
 

@@ -65,3 +65,30 @@ def test_closure_mask_marks_bilabial_frames():
     assert m[:9].max() == 0 and m[15:21].max() == 0
     early = closure_mask(phones, FPS, 30, lead_s=0.08)
     assert early[7] == 1.0 and early[12] < 1.0       # read 80 ms ahead: two frames earlier
+
+
+def test_closed_pose_parts_nothing_and_rolls_the_lips_in():
+    """The closed pose (silence, p/b/m): every lip-parting blendshape at weight 0, the lips rolled
+    in by ROLL_IN over the rest pose, everything else at rest."""
+    from avatar.expression.checkpoint import OPENING_SHAPES, ROLL_IN, ROLL_IN_SHAPES, closed_pose_z
+    from avatar.types import BLENDSHAPE_NAMES, MOUTH_BLENDSHAPES, N_BLENDSHAPES
+    rng = np.random.default_rng(0)
+    mean = rng.uniform(0.02, 0.3, N_BLENDSHAPES)
+    std = rng.uniform(0.03, 0.15, N_BLENDSHAPES)
+    rest_z = rng.uniform(-1.0, 1.0, len(MOUTH_BLENDSHAPES)).astype(np.float32)
+    z = closed_pose_z(mean, std, rest_z)
+    for k, i in enumerate(MOUTH_BLENDSHAPES):
+        weight, rest = mean[i] + std[i] * z[k], mean[i] + std[i] * rest_z[k]
+        name = BLENDSHAPE_NAMES[i]
+        expected = 0.0 if name in OPENING_SHAPES else rest + ROLL_IN if name in ROLL_IN_SHAPES else rest
+        assert abs(weight - expected) < 1e-5, name
+    assert ROLL_IN > 0 and all(n in BLENDSHAPE_NAMES for n in ROLL_IN_SHAPES)
+
+
+def test_shipped_closed_pose_is_the_code_s():
+    """checkpoints/audio2expr/config.json's closed_z is closed_pose_z of its own statistics."""
+    from avatar.expression.checkpoint import DEFAULT_DIR, closed_pose_z
+    from avatar.io.files import read_json
+    c = read_json(DEFAULT_DIR / "config.json")
+    z = closed_pose_z(np.asarray(c["output_mean"]), np.asarray(c["output_std"]), np.asarray(c["rest_z"]))
+    np.testing.assert_allclose(c["closed_z"], z, atol=1e-5)
