@@ -147,7 +147,6 @@ def test_speech_gate_closes_pauses():
     assert gate[:15].max() == 0.0 and gate[60:].max() == 0.0
 
 
-
 @pytest.mark.parametrize("fps", [25.0, 29.97])
 def test_speech_gate_closes_every_silent_frame(fps):
     """The gate and the rest-in-silence metric agree on silence: every frame silent_frames calls
@@ -171,6 +170,7 @@ def test_speech_gate_closes_every_silent_frame(fps):
     assert gate[~silent].min() > 0.0
     edges = np.flatnonzero(np.diff(silent.astype(int)))
     assert len(edges) == 4 and all(0.0 < gate[e + int(silent[e])] < 1.0 for e in edges)
+
 
 def test_tempo_augmentation_keeps_face_in_sync():
     from avatar.expression.data import resample_targets
