@@ -54,35 +54,43 @@ def crop_window(frame: np.ndarray, origin, scale: float, shape: tuple[int, int])
 
 
 def paste_band(frame: np.ndarray, band: np.ndarray, alpha: np.ndarray, box, size: int,
-               top: int) -> np.ndarray:
-    """Blend band [h, size, 3] float 0..255 into a copy of frame with alpha [h, size] in [0, 1]."""
+               top: int, out: np.ndarray | None = None) -> np.ndarray:
+    """Blend band [h, size, 3] float 0..255 into a copy of frame with alpha [h, size] in [0, 1]
+    (into `out` instead, a frame-sized uint8 array that may be `frame` itself)."""
     x0, y0, x1, _ = [float(v) for v in box]
     s = size / (x1 - x0)
-    return paste_window(frame, band, alpha, (x0, y0 + top / s), s)
+    return paste_window(frame, band, alpha, (x0, y0 + top / s), s, out)
 
 
-def paste_window(frame: np.ndarray, rgb: np.ndarray, alpha: np.ndarray, origin, scale: float) -> np.ndarray:
+def paste_window(frame: np.ndarray, rgb: np.ndarray, alpha: np.ndarray, origin, scale: float,
+                 out: np.ndarray | None = None) -> np.ndarray:
     """Blend a window (as cut by `crop_window`) of float 0..255 RGB [h, w, 3] into a copy of
-    frame with alpha [h, w] in [0, 1]."""
+    frame with alpha [h, w] in [0, 1] (into `out` instead: see paste_band)."""
     x0, y0 = float(origin[0]), float(origin[1])
     s = 1.0 / scale                               # frame pixels per window pixel
     h, w = alpha.shape
     fh, fw = frame.shape[:2]
     rx0, ry0 = max(int(np.floor(x0)), 0), max(int(np.floor(y0)), 0)
     rx1, ry1 = min(int(np.ceil(x0 + w * s)) + 1, fw), min(int(np.ceil(y0 + h * s)) + 1, fh)
-    out = frame.copy()
+    if out is None:
+        out = frame.copy()
+    elif out is not frame:
+        out[...] = frame
     if rx1 <= rx0 or ry1 <= ry0:
         return out
     m = np.array([[s, 0, x0 - rx0], [0, s, y0 - ry0]], np.float32)  # window -> ROI
     size_roi = (rx1 - rx0, ry1 - ry0)
-    rgba = np.concatenate([rgb * alpha[..., None], alpha[..., None]], 2).astype(np.float32)
-    warped = cv2.warpAffine(rgba, m, size_roi, flags=cv2.INTER_LINEAR,
-                            borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    # premultiplied rgb and alpha warped apart (the same values as one RGBA warp, and no
+    # strided channel views for OpenCV to copy: 2x faster)
+    def warp(x):
+        return cv2.warpAffine(np.asarray(x, np.float32), m, size_roi, flags=cv2.INTER_LINEAR,
+                              borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    warped_rgb, warped_alpha = warp(rgb * alpha[..., None]), warp(alpha)
     # roi * (1 - a) + premultiplied rgb, rounded and saturated to uint8 (as np.clip + round):
     # OpenCV's arithmetic does it in two passes, 4x faster than numpy's seven
-    roi = out[ry0:ry1, rx0:rx1]
-    keep = cv2.multiply(roi, cv2.merge([1 - warped[..., 3]] * 3), dtype=cv2.CV_32F)
-    out[ry0:ry1, rx0:rx1] = cv2.add(keep, warped[..., :3], dtype=cv2.CV_8U)
+    roi = frame[ry0:ry1, rx0:rx1]
+    keep = cv2.multiply(roi, cv2.merge([1 - warped_alpha] * 3), dtype=cv2.CV_32F)
+    out[ry0:ry1, rx0:rx1] = cv2.add(keep, warped_rgb, dtype=cv2.CV_8U)
     return out
 
 

@@ -55,14 +55,23 @@ def pytorch_only():
 def _kernel(tri, height, width, keys):
     b_count, f_count = tri.shape[0], tri.shape[1]
     n_ids = b_count * f_count
+    scratch = np.empty(1, np.float32)       # float -> int bit casts without an array per pixel
     for b in range(b_count):
         base = b * height * width
         for f in range(f_count):
-            _triangle(tri[b, f], height, width, keys, base, n_ids - 1 - (b * f_count + f))
+            _triangle(tri[b, f], height, width, keys, base, n_ids - 1 - (b * f_count + f), scratch)
 
 
-def _triangle(t, height, width, keys, base, inverted_id):
-    if not (np.isfinite(t).all()):
+def _finite(t):
+    for i in range(3):
+        for j in range(3):
+            if not np.isfinite(t[i, j]):
+                return False
+    return True
+
+
+def _triangle(t, height, width, keys, base, inverted_id, scratch):
+    if not _finite(t):
         return
     x0, y0, ex1, ey1, ex2, ey2, area = _edges(t)
     if abs(area) < TINY_AREA:
@@ -80,7 +89,7 @@ def _triangle(t, height, width, keys, base, inverted_id):
             w1, w2 = _weights((np.float32(col) + HALF) - x0, dy, ex1, ey1, ex2, ey2, inv)
             if w1 >= -EPS and w2 >= -EPS and w1 + w2 <= ONE_EPS:
                 z = z0 + w1 * dz1 + w2 * dz2
-                bits = np.int64(_float_bits(z))
+                bits = np.int64(_float_bits(z, scratch))
                 key = (bits << 32) | inverted_id
                 i = base + row * width + col
                 if key < keys[i]:
@@ -90,6 +99,7 @@ def _triangle(t, height, width, keys, base, inverted_id):
 def _fragments(keys, tri, faces, uvs, n_faces, height, width, face, bary, uv, depth):
     """Decode the keys: visible triangle (per mesh), barycentrics, UVs and depth per pixel."""
     n_ids = tri.shape[0] * tri.shape[1]
+    scratch = np.empty(1, np.float32)
     for i in range(keys.shape[0]):
         if keys[i] == NONE:
             continue
@@ -107,7 +117,7 @@ def _fragments(keys, tri, faces, uvs, n_faces, height, width, face, bary, uv, de
         for c in range(2):
             uv[i, c] = w0 * uvs[faces[f, 0], c] + w1 * uvs[faces[f, 1], c] + w2 * uvs[faces[f, 2], c]
         bits = np.int32(keys[i] >> 32)
-        depth[i] = _bits_float(bits)
+        depth[i] = _bits_float(bits, scratch)
 
 
 def _edges(t):
@@ -123,9 +133,11 @@ def _weights(dx, dy, ex1, ey1, ex2, ey2, inv):
     return (dx * ey2 - ex2 * dy) * inv, (ex1 * dy - dx * ey1) * inv
 
 
-def _bits_float(bits):
-    b = bits ^ np.int32(0x7FFFFFFF) if bits < 0 else bits
-    return np.array([b], np.int32).view(np.float32)[0]
+def _bits_float(bits, scratch):
+    """The float32 whose order-preserving bits (_float_bits) are `bits`; scratch: a float32 [1]."""
+    as_int = scratch.view(np.int32)
+    as_int[0] = bits ^ np.int32(0x7FFFFFFF) if bits < 0 else bits
+    return scratch[0]
 
 
 def _inside(points, ring, out):
@@ -173,13 +185,17 @@ def _unnormalize(u, size):
     return min(max(x, np.float32(0)), np.float32(size - 1))
 
 
-def _float_bits(z):
-    bits = np.array([z], np.float32).view(np.int32)[0]
+def _float_bits(z, scratch):
+    """Order-preserving int32 bits of the float32 z (negative floats' bits flipped); scratch: a
+    float32 [1] reused for the cast."""
+    scratch[0] = z
+    bits = scratch.view(np.int32)[0]
     return bits ^ np.int32(0x7FFFFFFF) if bits < 0 else bits
 
 
 if numba is not None:
     _edges = numba.njit(cache=True, nogil=True)(_edges)
+    _finite = numba.njit(cache=True, nogil=True)(_finite)
     _weights = numba.njit(cache=True, nogil=True)(_weights)
     _bits_float = numba.njit(cache=True, nogil=True)(_bits_float)
     _fragments = numba.njit(cache=True, nogil=True)(_fragments)

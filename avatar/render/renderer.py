@@ -306,7 +306,7 @@ class FaceRenderer:
                 return out
             source = None if frame_meshes is None else (
                 np.asarray(frame_meshes, np.float32), frames if source_frames is None else source_frames)
-            return self.refine_mouth(meshes_frame_px, out, source)
+            return self.refine_mouth(meshes_frame_px, out, source, in_place=True)
 
     def first_stage(self, meshes_frame_px: np.ndarray, frames: np.ndarray,
                     crop_boxes: np.ndarray) -> np.ndarray:
@@ -320,12 +320,16 @@ class FaceRenderer:
             res = render_band(self.model, torch.from_numpy(verts).to(self.device), band_t)
             net = (res.network.clamp(0, 1) * 255).permute(0, 2, 3, 1).cpu().numpy()
             alpha = res.alpha[:, 0].cpu().numpy()
-        return np.stack([paste_band(f, n, a, b, size, top)
-                         for f, n, a, b in zip(frames, net, alpha, crop_boxes)])
+        out = np.empty_like(frames)
+        for f, n, a, b, o in zip(frames, net, alpha, crop_boxes, out):
+            paste_band(f, n, a, b, size, top, out=o)
+        return out
 
-    def refine_mouth(self, meshes_frame_px: np.ndarray, frames: np.ndarray, source=None) -> np.ndarray:
-        """The second stage: lips windows cut at frame resolution, refined, pasted back.
-        source: (meshes, frames) of real frames whose detail it may use (see render)."""
+    def refine_mouth(self, meshes_frame_px: np.ndarray, frames: np.ndarray, source=None,
+                     in_place: bool = False) -> np.ndarray:
+        """The second stage: lips windows cut at frame resolution, refined, pasted back (into
+        `frames` itself with in_place). source: (meshes, frames) of real frames whose detail it
+        may use (see render)."""
         meshes_frame_px = np.asarray(meshes_frame_px, np.float32)
         shape, scale = self.config.mouth_window, self.config.mouth_scale
         origins = mouth_origins(meshes_frame_px, shape, scale)
@@ -345,8 +349,10 @@ class FaceRenderer:
             res = render_mouth(self.model, torch.from_numpy(verts).to(self.device), win_t, source=src)
             net = (res.network.clamp(0, 1) * 255).permute(0, 2, 3, 1).cpu().numpy()
             alpha = res.alpha[:, 0].cpu().numpy()
-        return np.stack([paste_window(f, n, a, o, scale)
-                         for f, n, a, o in zip(frames, net, alpha, origins)])
+        out = frames if in_place else np.empty_like(frames)
+        for f, n, a, o, dst in zip(frames, net, alpha, origins, out):
+            paste_window(f, n, a, o, scale, out=dst)
+        return out
 
 
 @contextlib.contextmanager
