@@ -159,7 +159,7 @@ def _inside(points, ring, out):
 def _sample(tex, uv, mask, out):
     """Bilinear texture lookup as F.grid_sample(mode="bilinear", padding_mode="border",
     align_corners=False) does it; tex [S, S, C] (rows, columns, channels), uv [B, H, W, 2],
-    mask [B, H, W] -> out [B, H, W, C] (untouched where mask is False)."""
+    mask [B, H, W] -> out [B, C, H, W] (untouched where mask is False)."""
     size_y, size_x, n_ch = tex.shape
     for b in range(uv.shape[0]):
         for i in range(uv.shape[1]):
@@ -174,8 +174,22 @@ def _sample(tex, uv, mask, out):
                 w00 = (np.float32(1) - fx) * (np.float32(1) - fy)
                 w01, w10, w11 = fx * (np.float32(1) - fy), (np.float32(1) - fx) * fy, fx * fy
                 for c in range(n_ch):
-                    out[b, i, j, c] = (tex[y0, x0, c] * w00 + tex[y0, x1, c] * w01
+                    out[b, c, i, j] = (tex[y0, x0, c] * w00 + tex[y0, x1, c] * w01
                                        + tex[y1, x0, c] * w10 + tex[y1, x1, c] * w11)
+
+
+def _interpolate(face, bary, corners, attr, out):
+    """out [B, N, C] = sum over a pixel's triangle corners k of bary[b, i, k] * attr[b, corner, :]
+    (face [B, N] int64, -1: none -> 0; corners [F, 3]), in raster.interpolate's order."""
+    for b in range(face.shape[0]):
+        for i in range(face.shape[1]):
+            f = face[b, i]
+            if f < 0:
+                continue
+            for c in range(attr.shape[2]):
+                acc = bary[b, i, 0] * attr[b, corners[f, 0], c]
+                acc = acc + bary[b, i, 1] * attr[b, corners[f, 1], c]
+                out[b, i, c] = acc + bary[b, i, 2] * attr[b, corners[f, 2], c]
 
 
 def _unnormalize(u, size):
@@ -201,6 +215,7 @@ if numba is not None:
     _fragments = numba.njit(cache=True, nogil=True)(_fragments)
     _unnormalize = numba.njit(cache=True, nogil=True)(_unnormalize)
     _sample = numba.njit(cache=True, nogil=True)(_sample)
+    _interpolate = numba.njit(cache=True, nogil=True)(_interpolate)
     _inside = numba.njit(cache=True, nogil=True)(_inside)
     _float_bits = numba.njit(cache=True, nogil=True)(_float_bits)
     _triangle = numba.njit(cache=True, nogil=True)(_triangle)
@@ -237,9 +252,19 @@ def inside_polygon(points: np.ndarray, ring: np.ndarray) -> np.ndarray:
 
 def sample_texture(texture_hwc: np.ndarray, uv: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """texture [S, S, C] float32, uv [B, H, W, 2] in [0, 1], mask [B, H, W] bool -> features
-    float32 [B, H, W, C], 0 where mask is False (NeuralTexture.forward's bilinear lookup)."""
+    float32 [B, C, H, W], 0 where mask is False (NeuralTexture.forward's bilinear lookup; the
+    layout the U-Net takes, so no strided copy follows)."""
     b, h, w = mask.shape
-    out = np.zeros((b, h, w, texture_hwc.shape[2]), np.float32)
+    out = np.zeros((b, texture_hwc.shape[2], h, w), np.float32)
     _sample(np.ascontiguousarray(texture_hwc, np.float32), np.ascontiguousarray(uv, np.float32),
             np.ascontiguousarray(mask, np.bool_), out)
+    return out
+
+
+def interpolate(face: np.ndarray, bary: np.ndarray, corners: np.ndarray, attr: np.ndarray) -> np.ndarray:
+    """face int64 [B, N] (-1: none), bary float32 [B, N, 3], corners int64 [F, 3], attr float32
+    [B, V, C] -> float32 [B, N, C] (raster.interpolate: 0 where no triangle)."""
+    out = np.zeros((face.shape[0], face.shape[1], attr.shape[2]), np.float32)
+    _interpolate(np.ascontiguousarray(face, np.int64), np.ascontiguousarray(bary, np.float32),
+                 np.ascontiguousarray(corners, np.int64), np.ascontiguousarray(attr, np.float32), out)
     return out

@@ -112,7 +112,7 @@ class NeuralTexture(nn.Module):
         if mask is not None and self._frozen is not None and _compiled_lookup(uv, tex):
             from avatar.render.kernels import sample_texture
             out = sample_texture(self._frozen_hwc, uv.detach().numpy(), mask.detach().numpy())
-            return torch.from_numpy(out).permute(0, 3, 1, 2)
+            return torch.from_numpy(out)
         if mask is None:
             grid = (uv * 2 - 1).to(tex.dtype)
             return F.grid_sample(tex.expand(b, -1, -1, -1), grid, mode="bilinear",

@@ -114,6 +114,12 @@ def interpolate(fragments, faces: torch.Tensor, attributes: torch.Tensor) -> tor
     pixel, interpolated with the barycentrics of `fragments` (anything with Fragments' face,
     bary and mask, e.g. the renderer's WindowRaster; 0 where no triangle)."""
     b, h, w = fragments.face.shape
+    if (attributes.device.type == "cpu" and attributes.dtype == torch.float32 and kernels.use()
+            and not attributes.requires_grad and not fragments.bary.requires_grad):
+        face = torch.where(fragments.mask, fragments.face, -1).reshape(b, -1)
+        out = kernels.interpolate(face.numpy(), fragments.bary.detach().reshape(b, -1, 3).numpy(),
+                                  faces.cpu().numpy(), attributes.detach().numpy())
+        return torch.from_numpy(out).reshape(b, h, w, -1)
     face = fragments.face.clamp(min=0).reshape(b, -1)                    # [B, N]
     corners = faces.to(face.device)[face]                                # [B, N, 3]
     batch = torch.arange(b, device=face.device)[:, None, None]

@@ -90,7 +90,9 @@ def compile_unet(unet: UNet, size: tuple[int, int], precision: str, threads: int
     def run(x: torch.Tensor) -> torch.Tensor:
         if not hasattr(local, "request"):
             local.request = compiled.create_infer_request()
-        out = local.request.infer({0: np.ascontiguousarray(x.detach().cpu().numpy(), np.float32)})
+        # the input is read in place (no copy into OpenVINO's tensor), the output copied out of it
+        out = local.request.infer({0: np.ascontiguousarray(x.detach().cpu().numpy(), np.float32)},
+                                  share_inputs=True, share_outputs=True)
         return torch.from_numpy(np.array(out[0], np.float32, copy=True))
 
     run.precision = precision
