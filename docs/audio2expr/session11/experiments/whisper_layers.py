@@ -76,7 +76,7 @@ def _block(x, w, p, heads):
 def encode_mel(mel: np.ndarray) -> np.ndarray:
     """[80, T] Whisper log-mel (T even) -> [5, T/2, 384] hidden states."""
     w = _weights()
-    heads = int(w["encoder/num_heads"].item()) if "encoder/num_heads" in w else 6
+    heads = int(w["encoder/num_heads"].item())
     x = torch.from_numpy(np.ascontiguousarray(mel, np.float32))[None]
     x = F.gelu(F.conv1d(x, w["encoder/conv1/weight"], w["encoder/conv1/bias"], padding=1))
     x = F.gelu(F.conv1d(x, w["encoder/conv2/weight"], w["encoder/conv2/bias"], stride=2, padding=1))
