@@ -244,21 +244,25 @@ def whisper_encoder_features(samples: np.ndarray) -> np.ndarray:
     """[N] 16 kHz -> [ceil(N/320), 384] Whisper tiny encoder states, chunked (constant memory)."""
     import ctranslate2
     model = _whisper_model()
+    out = np.zeros((max(int(np.ceil(len(samples) / 320)), 1), 384), np.float32)
+    for mel, a, b, first in whisper_chunks(samples):
+        enc = np.array(model.encode(ctranslate2.StorageView.from_array(np.ascontiguousarray(mel[None])),
+                                    to_cpu=True))[0]
+        out[a:b] = enc[first:first + (b - a)]
+    return out
+
+
+def whisper_chunks(samples: np.ndarray):
+    """Yield (mel, a, b, first) per 10 s chunk of [N] 16 kHz samples, with 1 s of context either
+    side: encoder frames first:first + b - a of `mel` are output frames a:b (50 Hz)."""
     n_out = max(int(np.ceil(len(samples) / 320)), 1)
     chunk, context = int(_CHUNK_S * _SR), int(_CONTEXT_S * _SR)
-    out = np.zeros((n_out, 384), np.float32)
     for start in range(0, max(len(samples), 1), chunk):
         lo, hi = max(start - context, 0), min(start + chunk + context, len(samples))
         piece = samples[lo:hi]
         piece = np.pad(piece, (0, max(_SR - len(piece), (-len(piece)) % 320)))   # >= 1 s
         mel = whisper_mel(piece)
-        mel = mel[:, : mel.shape[1] // 2 * 2]
-        enc = np.array(model.encode(ctranslate2.StorageView.from_array(np.ascontiguousarray(mel[None])),
-                                    to_cpu=True))[0]
-        a, b = start // 320, min((start + chunk) // 320, n_out)
-        first = (start - lo) // 320
-        out[a:b] = enc[first:first + (b - a)]
-    return out
+        yield mel[:, : mel.shape[1] // 2 * 2], start // 320, min((start + chunk) // 320, n_out), (start - lo) // 320
 
 
 # ---- hama phoneme posteriors ----------------------------------------------------------------

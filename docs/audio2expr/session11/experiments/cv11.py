@@ -10,7 +10,6 @@ here = Path(__file__).resolve()
 sys.path.insert(0, str(here.parents[2] / "session7" / "experiments"))
 sys.path.insert(0, str(here.parents[2] / "session5" / "experiments"))
 import cv7
-import common
 from avatar.types import SpeechFeatures
 
 layer = sys.argv[sys.argv.index("--layer") + 1]

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-_SR, _HOP = 16000, 320
+_HOP = 320
 
 
 def read_ctranslate2(path) -> dict:
@@ -90,22 +90,12 @@ def encode_mel(mel: np.ndarray) -> np.ndarray:
     return torch.cat(states).numpy()
 
 
-def encoder_layers(samples: np.ndarray, chunk_s: float | None = None, context_s: float | None = None) -> np.ndarray:
-    """[N] 16 kHz -> [5, ceil(N/320), 384], chunked exactly as features.whisper_encoder_features."""
-    import avatar.audio.features as feat
-    chunk, context = int((chunk_s or feat._CHUNK_S) * _SR), int((context_s or feat._CONTEXT_S) * _SR)
-    n_out = max(int(np.ceil(len(samples) / _HOP)), 1)
-    out = np.zeros((5, n_out, 384), np.float32)
-    for start in range(0, max(len(samples), 1), chunk):
-        lo, hi = max(start - context, 0), min(start + chunk + context, len(samples))
-        piece = samples[lo:hi]
-        piece = np.pad(piece, (0, max(_SR - len(piece), (-len(piece)) % _HOP)))
-        mel = feat.whisper_mel(piece)
-        mel = mel[:, : mel.shape[1] // 2 * 2]
-        enc = encode_mel(mel)
-        a, b = start // _HOP, min((start + chunk) // _HOP, n_out)
-        first = (start - lo) // _HOP
-        out[:, a:b] = enc[:, first:first + (b - a)]
+def encoder_layers(samples: np.ndarray) -> np.ndarray:
+    """[N] 16 kHz -> [5, ceil(N/320), 384], chunked as features.whisper_encoder_features."""
+    from avatar.audio.features import whisper_chunks
+    out = np.zeros((5, max(int(np.ceil(len(samples) / _HOP)), 1), 384), np.float32)
+    for mel, a, b, first in whisper_chunks(samples):
+        out[:, a:b] = encode_mel(mel)[:, first:first + (b - a)]
     return out
 
 
