@@ -40,10 +40,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--minutes", type=float, default=20.0,
                    help="time budget; the networks stop early when it runs out (default 20)")
     p.add_argument("--steps", type=int, default=1000, help="optimizer steps at most (default 1000)")
-    p.add_argument("--features", choices=["whisper_hama", "whisper_tiny", "hama", "whisper_phones", "logmel80"],
+    p.add_argument("--features", choices=["whisper3_hama", "whisper_hama", "whisper_tiny", "hama",
+                                          "whisper_phones", "logmel80"],
                    default="whisper_tiny",
-                   help="speech features: Whisper tiny encoder (default), Whisper + hama phoneme "
-                        "log-posteriors, hama alone, Whisper plus the articulation curves of the "
+                   help="speech features: Whisper tiny encoder (default), the third block of the "
+                        "Whisper encoder + hama phoneme log-posteriors (the shipped network), "
+                        "Whisper + hama, hama alone, Whisper plus the articulation curves of the "
                         "recognized phones, or log-mel")
     p.add_argument("--out", type=Path, default=avatar_home() / "audio2expr",
                    help="checkpoint folder to write (default $AVATAR_HOME/audio2expr; say and "
@@ -203,7 +205,7 @@ def articulation_net(args, feature_dim: int):
 
 def train_and_save(args, train: list, started: float, training: dict):
     """Train the ensemble (within the time budget) and its phonetic prior, write --out."""
-    from avatar.audio.features import FEATURE_DIMS
+    from avatar.audio.features import NETWORK_DIMS
     from avatar.expression.checkpoint import closed_pose_z, save_audio2expr
     from avatar.expression.data import silence_features
     from avatar.expression.model import NetConfig
@@ -211,7 +213,7 @@ def train_and_save(args, train: list, started: float, training: dict):
     from avatar.expression.train import TrainConfig, fit_normalizer, fit_prior
     from avatar.types import MOUTH_BLENDSHAPES
 
-    net_cfg = NetConfig(feature_dim=FEATURE_DIMS[args.features], temporal_layers=args.temporal_layers,
+    net_cfg = NetConfig(feature_dim=NETWORK_DIMS[args.features], temporal_layers=args.temporal_layers,
                         window=32 if args.features == "logmel80" else 16, n_out=len(MOUTH_BLENDSHAPES))
     feature_norm, normalizer = fit_feature_norm(args, train), fit_normalizer(train)
     cfg = TrainConfig(steps=args.steps, seed=args.seed, corr_weight=args.corr_weight,
@@ -264,13 +266,13 @@ def train_tts_articulation(args, feature_dim: int):
 
 def fit_feature_norm(args, train):
     """The corpus statistics utterance normalization falls back on (None for --feature-norm none)."""
-    from avatar.audio.features import UtteranceNorm
+    from avatar.audio.features import UtteranceNorm, network_features
     if args.feature_norm == "none":
         return None
     if args.features == "logmel80":
         raise AvatarError("--feature-norm utterance needs Whisper features; add --feature-norm none "
                           "for log-mel")
-    return UtteranceNorm.fit([c.variants[0].features for c in train])
+    return UtteranceNorm.fit([network_features(c.variants[0].features) for c in train])
 
 
 def train_ensemble(train, net_cfg, cfg, silence, normalizer, members: int, budget_s: float,
@@ -298,8 +300,9 @@ def whisper_part(features):
 def network_z(net, clip, window: int, feature_norm=None) -> np.ndarray:
     """The freshly trained network's output (z units, [T, n_mouth]) on a clip's clean audio."""
     import torch
-    from avatar.audio.features import frame_windows
-    feats = feature_norm(clip.variants[0].features) if feature_norm else clip.variants[0].features
+    from avatar.audio.features import frame_windows, network_features
+    feats = network_features(clip.variants[0].features)
+    feats = feature_norm(feats) if feature_norm else feats
     windows = frame_windows(feats, clip.fps, len(clip.targets), window)
     with torch.inference_mode():
         return net(torch.from_numpy(windows[None]))[0].numpy()

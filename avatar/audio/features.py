@@ -17,6 +17,11 @@ Kinds:
   NVP fed DeepSpeech's per-frame character logits; these are the offline equivalent that ships
   its weights.
 - "whisper_hama": the Whisper encoder columns, then the hama columns, then loudness.
+- "whisper3_hama": the Whisper encoder's last layer (384, for the articulation net), the output of
+  its third block (384), the hama columns, then loudness (`avatar.audio.whisper_states`, the
+  encoder in PyTorch). The audio2expr network reads all but the first 384 columns
+  (`network_features`): block 3 carried more of the mouth across speakers than the last layer
+  (docs/BENCHMARKS.md, Audio, session 11).
 
 `vad_probabilities(samples, n)` gives silero-vad's speech probability per 20 ms frame (its own
 32 ms windows, interpolated; frame j centred at j / 50 s).
@@ -35,11 +40,12 @@ import numpy as np
 from avatar.errors import AvatarError
 from avatar.types import Speech, SpeechFeatures
 
-FEATURE_KINDS = ("logmel80", "whisper_tiny", "whisper_phones", "hama", "whisper_hama")
+FEATURE_KINDS = ("logmel80", "whisper_tiny", "whisper_phones", "hama", "whisper_hama", "whisper3_hama")
 HAMA_CLASSES = 191
 FEATURE_DIMS = {"logmel80": 80, "whisper_tiny": 385, "whisper_phones": 388, "hama": HAMA_CLASSES + 1,
-                "whisper_hama": 384 + HAMA_CLASSES + 1}
-WHISPER_KINDS = ("whisper_tiny", "whisper_phones", "hama", "whisper_hama")   # 50 Hz, loudness last
+                "whisper_hama": 384 + HAMA_CLASSES + 1, "whisper3_hama": 2 * 384 + HAMA_CLASSES + 1}
+NETWORK_DIMS = {**FEATURE_DIMS, "whisper3_hama": 384 + HAMA_CLASSES + 1}   # columns the network reads
+WHISPER_KINDS = ("whisper_tiny", "whisper_phones", "hama", "whisper_hama", "whisper3_hama")   # 50 Hz, loudness last
 _SR = 16000
 _CHUNK_S, _CONTEXT_S = 10.0, 1.0
 
@@ -58,24 +64,36 @@ def speech_features(speech: Speech, kind: str = "logmel80") -> SpeechFeatures:
             from avatar.audio.phones import articulation, recognize_phones
             columns.insert(1, articulation(recognize_phones(speech), 50.0, len(enc)))
         return SpeechFeatures(np.concatenate(columns, 1), 50.0, kind)
-    if kind in ("hama", "whisper_hama"):
+    if kind in ("hama", "whisper_hama", "whisper3_hama"):
         n = max(int(np.ceil(len(speech.samples) / 320)), 1)
         if kind == "hama":
             columns = [hama_features(speech.samples, n)]
         else:
-            columns = list(_whisper_and_hama(speech.samples, n))
+            columns = list(_whisper_and_hama(speech.samples, n, kind == "whisper3_hama"))
         columns.append(loudness_column(speech.samples, n))
         return SpeechFeatures(np.concatenate(columns, 1), 50.0, kind)
     raise AvatarError(f"unknown speech feature kind {kind!r}; use one of {', '.join(FEATURE_KINDS)}")
 
 
-def _whisper_and_hama(samples: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """The Whisper encoder states and the hama columns of the same samples, side by side on two
-    cores (both engines are single-threaded native code that releases the GIL)."""
+def _whisper_and_hama(samples: np.ndarray, n: int, block3: bool = False) -> tuple[np.ndarray, ...]:
+    """The Whisper encoder states (the last layer; with `block3`, then the third block's output)
+    and the hama columns of the same samples, side by side on two cores (hama's engine and the
+    encoder are native code that releases the GIL)."""
     from avatar.background import in_background
     hama = in_background(hama_features, samples, n, name="avatar-hama")
-    whisper = whisper_encoder_features(samples)[:n]
-    return whisper, hama.result()
+    if block3:
+        from avatar.audio.whisper_states import encoder_states
+        last, third = encoder_states(samples, keep=(4, 3))[:, :n]
+        return last, third, hama.result()
+    return whisper_encoder_features(samples)[:n], hama.result()
+
+
+def network_features(features: SpeechFeatures) -> SpeechFeatures:
+    """The columns the audio2expr network reads: all of them, except for "whisper3_hama", whose
+    first 384 (the encoder's last layer, read by the articulation net) it skips."""
+    if features.kind == "whisper3_hama":
+        return SpeechFeatures(features.values[:, 384:], features.rate_hz, features.kind)
+    return features
 
 
 def load_models(kind: str) -> None:
@@ -83,7 +101,10 @@ def load_models(kind: str) -> None:
     first use: say loads them with its other models, not before its first frame."""
     if kind in ("whisper_tiny", "whisper_phones", "whisper_hama"):
         _whisper_model()
-    if kind in ("hama", "whisper_hama"):
+    if kind == "whisper3_hama":
+        from avatar.audio.whisper_states import load_encoder
+        load_encoder()
+    if kind in ("hama", "whisper_hama", "whisper3_hama"):
         _hama_model()
 
 

