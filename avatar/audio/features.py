@@ -79,11 +79,12 @@ def _whisper_and_hama(samples: np.ndarray, n: int, block3: bool = False) -> tupl
     """The Whisper encoder states (the last layer; with `block3`, then the third block's output)
     and the hama columns of the same samples, side by side on two cores (hama's engine and the
     encoder are native code that releases the GIL)."""
-    from avatar.background import in_background
+    from avatar.background import in_background, torch_threads
     hama = in_background(hama_features, samples, n, name="avatar-hama")
     if block3:
         from avatar.audio.whisper_states import encoder_states
-        last, third = encoder_states(samples, keep=(4, 3))[:, :n]
+        with torch_threads(1):        # one core each: two threads of PyTorch beside hama were slower
+            last, third = encoder_states(samples, keep=(4, 3))[:, :n]
         return last, third, hama.result()
     return whisper_encoder_features(samples)[:n], hama.result()
 

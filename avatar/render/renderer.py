@@ -17,6 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from avatar.background import torch_threads
 from avatar.errors import AvatarError
 from avatar.face.mesh import LIPS_OUTER, canonical_mesh
 from avatar.render.compose import (band_masks, box_mean, crop_band, crop_window, erode, inside_polygon,
@@ -353,17 +354,6 @@ class FaceRenderer:
         for f, n, a, o, dst in zip(frames, net, alpha, origins, out):
             paste_window(f, n, a, o, scale, out=dst)
         return out
-
-
-@contextlib.contextmanager
-def torch_threads(n: int):
-    """PyTorch's intra-op threads set to n for the block (process-wide), then restored."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def _check_inputs(meshes, frames, boxes):
