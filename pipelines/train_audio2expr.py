@@ -301,8 +301,7 @@ def network_z(net, clip, window: int, feature_norm=None) -> np.ndarray:
     """The freshly trained network's output (z units, [T, n_mouth]) on a clip's clean audio."""
     import torch
     from avatar.audio.features import frame_windows, network_features
-    feats = network_features(clip.variants[0].features)
-    feats = feature_norm(feats) if feature_norm else feats
+    feats = network_features(clip.variants[0].features, feature_norm)
     windows = frame_windows(feats, clip.fps, len(clip.targets), window)
     with torch.inference_mode():
         return net(torch.from_numpy(windows[None]))[0].numpy()

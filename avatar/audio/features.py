@@ -89,12 +89,13 @@ def _whisper_and_hama(samples: np.ndarray, n: int, block3: bool = False) -> tupl
     return whisper_encoder_features(samples)[:n], hama.result()
 
 
-def network_features(features: SpeechFeatures) -> SpeechFeatures:
+def network_features(features: SpeechFeatures, norm=None) -> SpeechFeatures:
     """The columns the audio2expr network reads: all of them, except for "whisper3_hama", whose
-    first 384 (the encoder's last layer, read by the articulation net) it skips."""
+    first 384 (the encoder's last layer, read by the articulation net) it skips; normalized by
+    `norm` (an UtteranceNorm) when given."""
     if features.kind == "whisper3_hama":
-        return SpeechFeatures(features.values[:, 384:], features.rate_hz, features.kind)
-    return features
+        features = SpeechFeatures(features.values[:, 384:], features.rate_hz, features.kind)
+    return norm(features) if norm else features
 
 
 def load_models(kind: str) -> None:

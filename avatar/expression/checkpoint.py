@@ -105,8 +105,7 @@ class Audio2Expression:
                          closure_phones: tuple[PhonemeTiming, ...] | None = None) -> Expressions:
         """Expressions from the speech's raw features (the network's input normalization, the
         prior, the output gain, the silence gate and the bilabial closure are applied here)."""
-        net_feats = network_features(feats)
-        z = self.predict_z(self.feature_norm(net_feats) if self.feature_norm else net_feats, fps, n_frames)
+        z = self.predict_z(network_features(feats, self.feature_norm), fps, n_frames)
         if self.prior is not None and phones is not None:
             z = blend_prior(z, self.prior_curves(feats, fps, n_frames, phones), self.prior, self.outputs)
         z = delay_frames(smooth_in_time(z, self.smooth_s * fps), int(round(self.delay_s * fps))) * self.output_gain

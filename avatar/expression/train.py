@@ -144,9 +144,8 @@ class Sampler:
                  normalizer: Normalizer, rng: np.random.Generator, feature_norm=None,
                  target_smooth: float = 0.0):
         self.clips, self.window, self.norm, self.rng = clips, window, normalizer, rng
-        silence = network_features(silence)
-        self.silence = feature_norm(silence) if feature_norm else silence
-        self.features = [[_network_input(v.features, feature_norm) for v in c.variants] for c in clips]
+        self.silence = network_features(silence, feature_norm)
+        self.features = [[network_features(v.features, feature_norm) for v in c.variants] for c in clips]
         self.z = [[smooth_targets(z_targets(v.targets, c.targets), target_smooth) for v in c.variants]
                   for c in clips]
         self.rests = [rest_z(c.targets) for c in clips]
@@ -169,12 +168,6 @@ class Sampler:
     def batch(self, size: int, length: int, silence_prob: float) -> tuple[torch.Tensor, torch.Tensor]:
         xs, ys = zip(*(self.sequence(length, silence_prob) for _ in range(size)))
         return torch.from_numpy(np.stack(xs)).float(), torch.from_numpy(np.stack(ys)).float()
-
-
-def _network_input(features: SpeechFeatures, feature_norm=None) -> SpeechFeatures:
-    """The columns the network reads, normalized when `feature_norm` is given."""
-    features = network_features(features)
-    return feature_norm(features) if feature_norm else features
 
 
 def train_network(clips: list[ClipData], net_cfg: NetConfig, cfg: TrainConfig,
