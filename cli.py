@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
+import threading
 
 COMMANDS = {
     "say": ("pipelines.say", "make a talking-head video from text or an audio file"),
@@ -49,15 +51,46 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "command", None):
         parser.print_help()
         return 2
+    interrupts = []
     try:
-        return int(args._module.run(args) or 0)
+        with _noting_interrupts(interrupts):
+            return int(args._module.run(args) or 0)
     except AvatarError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except Exception:
+        if not interrupts:               # a bug: keep its traceback
+            raise
+        return _interrupted()            # Ctrl-C inside native code (MediaPipe) that raised its own error
     except KeyboardInterrupt:
-        print("interrupted: finished work is kept; run the same command again to resume",
-              file=sys.stderr)
-        return 130
+        return _interrupted()
+
+
+def _interrupted() -> int:
+    print("interrupted: finished work is kept; run the same command again to resume", file=sys.stderr)
+    return 130
+
+
+class _noting_interrupts:
+    """Ctrl-C raises KeyboardInterrupt as usual and is also noted in `seen`, so an error that a
+    library raised because it was interrupted still reads as an interruption."""
+
+    def __init__(self, seen: list):
+        self.seen, self.previous = seen, None
+
+    def _on_sigint(self, signum, frame):
+        self.seen.append(signum)
+        raise KeyboardInterrupt
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGINT, self._on_sigint)
+        return self
+
+    def __exit__(self, *exc):
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+        return False
 
 
 if __name__ == "__main__":

@@ -153,7 +153,7 @@ def test_a_fit_can_be_stopped_and_says_how_to_resume(face_video):
         time.sleep(0.2)
     assert ui_fit.stop_fit("astro-stop")
     state = wait_until_finished(folder, 60)
-    assert state.status == "stopped" and state.error.startswith("interrupted: ")
+    assert state.status == "stopped" and state.error.startswith("interrupted: "), state.log_tail
     assert ui_fit.fit_view("astro-stop").headline().startswith("fit of astro-stop: stopped (start it")
     assert not ui_fit.stop_fit("astro-stop")
 
