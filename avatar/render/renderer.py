@@ -341,9 +341,11 @@ class FaceRenderer:
         if source is not None and self.config.source_detail:
             pad = np.float32(SOURCE_PAD / scale)
             src_full = (shape[0] + 2 * SOURCE_PAD, shape[1] + 2 * SOURCE_PAD)
-            src_windows = np.stack([crop_window(f, o - pad, scale, src_full)
-                                    for f, o in zip(source[1], origins)])
-            src_verts = to_window_pixels(source[0], origins - pad, scale)
+            src_meshes = np.asarray(source[0], np.float32)
+            src_origins = mouth_origins(src_meshes, shape, scale) - pad   # around the source's own lips
+            src_windows = np.stack([crop_window(f, o, scale, src_full)
+                                    for f, o in zip(source[1], src_origins)])
+            src_verts = to_window_pixels(src_meshes, src_origins, scale)
             src = (torch.from_numpy(src_verts).to(self.device), to_t(src_windows))
         with torch.inference_mode():
             win_t = to_t(windows)

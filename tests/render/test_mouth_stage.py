@@ -243,3 +243,22 @@ def test_face_renderer_uses_the_frames_own_meshes_for_detail(person_with_first_s
     plain = r.render(meshes, frames, boxes)
     with_detail = r.render(meshes, frames, boxes, frame_meshes=meshes)
     assert plain.shape == with_detail.shape and not np.array_equal(plain, with_detail)
+
+
+def test_a_source_frame_elsewhere_in_the_picture_gives_the_same_detail(person_with_first_stage, tmp_path):
+    """The detail source's window is cut around the source's own lips, not where the rendered
+    frame's lips are: a source whose face sits 30 px further right and 20 px lower (evaluation
+    takes sources from other times of the clip, where the head has moved) gives the same frame."""
+    base = load_weights(person_with_first_stage / "renderer.safetensors")
+    samples = person_mouth_samples(person_with_first_stage, base, progress=False)
+    model = with_mouth_stage(base, samples.shape, samples.scale)
+    train_mouth_stage(model, samples, tmp_path / "run", steps=2, progress=False)
+    meshes, frames, boxes = _frames(person_with_first_stage)
+    r = FaceRenderer(model, torch.device("cpu"))
+    here = r.render(meshes, frames, boxes, frame_meshes=meshes, source_frames=frames)
+    moved_frames = np.roll(frames, (20, 30), axis=(1, 2))
+    moved_meshes = meshes + np.array([30, 20, 0], np.float32)
+    moved = r.render(meshes, frames, boxes, frame_meshes=moved_meshes, source_frames=moved_frames)
+    plain = r.render(meshes, frames, boxes)
+    assert not np.array_equal(plain, here)
+    assert np.abs(moved.astype(int) - here).max() <= 1
