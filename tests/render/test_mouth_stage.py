@@ -233,13 +233,17 @@ def test_inside_polygon_on_a_square_and_a_flat_ring():
     assert not inside_polygon(pts, flat).any()
 
 
-def test_face_renderer_uses_the_frames_own_meshes_for_detail(person_with_first_stage, tmp_path):
-    base = load_weights(person_with_first_stage / "renderer.safetensors")
-    samples = person_mouth_samples(person_with_first_stage, base, progress=False)
+def _two_step_renderer(person, tmp_path):
+    """(FaceRenderer with a second stage trained 2 steps, meshes, frames, boxes of the person)."""
+    base = load_weights(person / "renderer.safetensors")
+    samples = person_mouth_samples(person, base, progress=False)
     model = with_mouth_stage(base, samples.shape, samples.scale)
     train_mouth_stage(model, samples, tmp_path / "run", steps=2, progress=False)
-    meshes, frames, boxes = _frames(person_with_first_stage)
-    r = FaceRenderer(model, torch.device("cpu"))
+    return (FaceRenderer(model, torch.device("cpu")), *_frames(person))
+
+
+def test_face_renderer_uses_the_frames_own_meshes_for_detail(person_with_first_stage, tmp_path):
+    r, meshes, frames, boxes = _two_step_renderer(person_with_first_stage, tmp_path)
     plain = r.render(meshes, frames, boxes)
     with_detail = r.render(meshes, frames, boxes, frame_meshes=meshes)
     assert plain.shape == with_detail.shape and not np.array_equal(plain, with_detail)
@@ -249,12 +253,7 @@ def test_a_source_frame_elsewhere_in_the_picture_gives_the_same_detail(person_wi
     """The detail source's window is cut around the source's own lips, not where the rendered
     frame's lips are: a source whose face sits 30 px further right and 20 px lower (evaluation
     takes sources from other times of the clip, where the head has moved) gives the same frame."""
-    base = load_weights(person_with_first_stage / "renderer.safetensors")
-    samples = person_mouth_samples(person_with_first_stage, base, progress=False)
-    model = with_mouth_stage(base, samples.shape, samples.scale)
-    train_mouth_stage(model, samples, tmp_path / "run", steps=2, progress=False)
-    meshes, frames, boxes = _frames(person_with_first_stage)
-    r = FaceRenderer(model, torch.device("cpu"))
+    r, meshes, frames, boxes = _two_step_renderer(person_with_first_stage, tmp_path)
     here = r.render(meshes, frames, boxes, frame_meshes=meshes, source_frames=frames)
     moved_frames = np.roll(frames, (20, 30), axis=(1, 2))
     moved_meshes = meshes + np.array([30, 20, 0], np.float32)
