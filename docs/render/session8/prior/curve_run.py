@@ -4,6 +4,8 @@ fit's clock passes each mark (2, 5, 10, 15, 30, 60 min). The marks before the en
 of a longer fit (its learning rate has not decayed yet), the last one is the fit's own result.
 python docs/render/session8/prior/curve_run.py PERSON_DIR OUT_DIR NAME MINUTES [PRIOR_DIR]
 TEXTURE_LR=... / NET_LR=... in the environment replace train.py's learning rates (schedule trials).
+DECAY_START=F: the learning rate's cosine decay starts at this fraction of the budget instead of
+train.py's 0.6 (session 16's schedule trials).
 CLOCK=cpu: the budget and the marks count this process's CPU time instead of wall-clock time (fits
 that share the cores with other jobs then get the same amount of computation; session 9)."""
 import json, sys, time
@@ -20,6 +22,14 @@ train.time = types.SimpleNamespace(time=now)       # train.py's budget clock (it
 for key in ("TEXTURE_LR", "NET_LR"):
     if os.environ.get(key):
         setattr(train, key, float(os.environ[key]))
+if os.environ.get("DECAY_START"):
+    import math
+    start = float(os.environ["DECAY_START"])
+
+    def lr_scale(progress: float) -> float:
+        t = min(1.0, max(0.0, progress - start) / (1.0 - start))
+        return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * t))
+    train.lr_scale = lr_scale
 person, out, name, minutes = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3], float(sys.argv[4])
 prior = Path(sys.argv[5]) if len(sys.argv) > 5 else None
 run_dir = out / f"run-{name}"
