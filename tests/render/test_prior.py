@@ -15,7 +15,7 @@ from avatar.errors import AvatarError
 from avatar.io.files import read_json
 from avatar.render.model import DeferredRenderer, RendererConfig
 from avatar.render.prior import CONFIG, WEIGHTS, load_prior, save_prior, start_from_prior
-from avatar.render.train import HeldOutWatch, train_renderer
+from avatar.render.train import HeldOutWatch, evaluate_holdout, train_renderer
 from tests.synthetic import make_synthetic_person
 
 CROP = 128
@@ -101,6 +101,23 @@ def test_early_stopping_waits_for_patience_measurements_without_gain(person):
     assert not watch.stopped(state([20.0, 21.0, 21.2, 21.0]))      # +0.2 dB within the last 2
     assert watch.stopped(state([20.0, 21.0, 21.03, 20.9]))         # < +0.05 dB for 2 in a row
     assert not HeldOutWatch(samples, every=10, patience=0).stopped(state([30, 20, 10, 5]))
+
+
+def test_the_watch_measures_a_few_evenly_spaced_held_out_frames(person):
+    from avatar.render.data import person_samples
+    samples = person_samples(person, CROP, SMALL.band_top, progress=False)
+    model, cpu = _random_model().eval(), torch.device("cpu")
+    n = len(samples) - samples.holdout_start
+    assert n > 2
+    assert evaluate_holdout(model, samples, cpu)["holdout_frames"] == n
+    few = evaluate_holdout(model, samples, cpu, max_frames=2)
+    assert few["holdout_frames"] == 2
+    ends = replace(samples, crops=samples.crops.copy())
+    ends.crops[samples.holdout_start + 1:-1] = 0                  # frames between the ends: black
+    assert evaluate_holdout(model, ends, cpu, max_frames=2)["psnr"] == pytest.approx(few["psnr"])
+    state = {"step": 10, "heldout": []}
+    psnr = HeldOutWatch(samples, every=10, patience=0, max_frames=2).record(model, state, cpu, 60.0)
+    assert psnr == pytest.approx(few["psnr"]) and state["heldout"][0][:2] == [10, 1.0]
 
 
 def test_a_fit_with_patience_stops_once_the_held_out_psnr_stalls(person, tmp_path):
