@@ -6,6 +6,7 @@ python docs/render/session8/prior/curve_run.py PERSON_DIR OUT_DIR NAME MINUTES [
 TEXTURE_LR=... / NET_LR=... in the environment replace train.py's learning rates (schedule trials).
 DECAY_START=F: the learning rate's cosine decay starts at this fraction of the budget instead of
 train.py's 0.6 (session 16's schedule trials).
+WATCH_ALL=1: the held-out watch measures every held-out frame (before 2e7411f it did; now 48).
 CLOCK=cpu: the budget and the marks count this process's CPU time instead of wall-clock time (fits
 that share the cores with other jobs then get the same amount of computation; session 9)."""
 import json, sys, time
@@ -30,6 +31,8 @@ if os.environ.get("DECAY_START"):
         t = min(1.0, max(0.0, progress - start) / (1.0 - start))
         return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * t))
     train.lr_scale = lr_scale
+if os.environ.get("WATCH_ALL"):
+    train.HeldOutWatch.__init__.__defaults__ = (0.05, 10 ** 9)    # (min_gain, max_frames)
 person, out, name, minutes = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3], float(sys.argv[4])
 prior = Path(sys.argv[5]) if len(sys.argv) > 5 else None
 run_dir = out / f"run-{name}"
